@@ -1,0 +1,1 @@
+"""Prefect flows: each reads like a recipe of tasks from mallard.tasks."""

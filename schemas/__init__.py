@@ -1,0 +1,1 @@
+"""Dataset schemas: pandera (Polars backend) models, and the builder for inline spec columns."""

@@ -1,0 +1,37 @@
+"""Settings read from the environment, and defaults shared by the CLI and the flows."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+WAREHOUSE_ENV = "MALLARD_WAREHOUSE"
+LOCK_TIMEOUT_ENV = "MALLARD_LOCK_TIMEOUT"
+DEFAULT_WAREHOUSE = Path("warehouse.duckdb")
+DEFAULT_LOCK_TIMEOUT_S = 30.0
+
+# Prefect reads its settings at import time, so these must be set before `import prefect`.
+# setdefault keeps whatever the user configured (e.g. PREFECT_API_URL for a real server).
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+}
+
+
+def warehouse_path(explicit: Path | None = None) -> Path:
+    """The warehouse file: the explicit path, else $MALLARD_WAREHOUSE, else ./warehouse.duckdb."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(WAREHOUSE_ENV)
+    return Path(from_env) if from_env else DEFAULT_WAREHOUSE
+
+
+def lock_timeout_s() -> float:
+    """How long a write waits for another process to release the warehouse file."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV)
+    return float(raw) if raw else DEFAULT_LOCK_TIMEOUT_S
+
+
+def configure_prefect_environment() -> None:
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)

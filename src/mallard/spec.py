@@ -1,0 +1,215 @@
+"""The pipeline spec: one TOML file parsed once, at the edge, into typed models.
+
+Every error names the key (e.g. ``candidates[1].family``) and, where it helps, the allowed values.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mallard.errors import SpecError
+
+Task = Literal["regression", "classification", "clustering"]
+SUPPORTED_TASKS = ("regression",)
+RegressionMetric = Literal["rmse", "mae", "r2", "mape"]
+ColumnDtype = Literal["float", "int", "str", "bool", "date", "datetime"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PipelineSection(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    task: Task
+    target: str
+    seed: int = 42
+
+    @field_validator("task")
+    @classmethod
+    def _task_supported(cls, task: str) -> str:
+        if task not in SUPPORTED_TASKS:
+            raise ValueError(f"task '{task}' is not supported yet; use one of {SUPPORTED_TASKS}")
+        return task
+
+
+class SourceSection(_Section):
+    path: str | None = None
+    sql: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SourceSection:
+        if (self.path is None) == (self.sql is None):
+            raise ValueError("give exactly one of source.path or source.sql")
+        return self
+
+
+class ColumnSpec(_Section):
+    dtype: ColumnDtype
+    nullable: bool = True
+    unique: bool = False
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    isin: list[str | int | float | bool] | None = None
+    regex: str | None = None
+
+
+class SchemaSection(_Section):
+    max_invalid_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    model: str | None = Field(default=None, pattern=r"^[\w.]+:\w+$")
+    columns: dict[str, ColumnSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _not_both(self) -> SchemaSection:
+        if self.model and self.columns:
+            raise ValueError("give schema.model or schema.columns, not both")
+        return self
+
+
+class FeaturesSection(_Section):
+    drop: list[str] = Field(default_factory=list)
+    sql: str = ""
+
+
+class SplitSection(_Section):
+    strategy: Literal["random"] = "random"
+    test: float = Field(default=0.15, gt=0.0, lt=1.0)
+    validation: float = Field(default=0.15, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> SplitSection:
+        if self.test + self.validation >= 0.9:
+            raise ValueError("split.test + split.validation must leave at least 10% for training")
+        return self
+
+
+class CVSection(_Section):
+    folds: int = Field(default=5, ge=2, le=20)
+
+
+class Candidate(_Section):
+    family: str
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+$")
+    search: Literal["grid", "random"] = "grid"
+    n_iter: int = Field(default=10, ge=1)
+    params: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class EvaluateSection(_Section):
+    primary_metric: RegressionMetric = "rmse"
+
+
+class Spec(_Section):
+    pipeline: PipelineSection
+    source: SourceSection
+    schema_: SchemaSection = Field(default_factory=SchemaSection, alias="schema")
+    features: FeaturesSection = Field(default_factory=FeaturesSection)
+    split: SplitSection = Field(default_factory=SplitSection)
+    cv: CVSection = Field(default_factory=CVSection)
+    candidates: list[Candidate] = Field(min_length=1)
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+
+    # Not part of the TOML: where the spec came from, for relative paths and lineage.
+    spec_path: Path = Field(default=Path("."), exclude=True)
+    spec_toml: str = Field(default="", exclude=True)
+
+    @property
+    def spec_sha256(self) -> str:
+        return hashlib.sha256(self.spec_toml.encode()).hexdigest()
+
+    def source_files(self) -> list[Path]:
+        """The files the source path names, resolved against the spec's folder, sorted."""
+        if self.source.path is None:
+            return []
+        pattern = Path(self.source.path)
+        if not pattern.is_absolute():
+            pattern = self.spec_path.parent / pattern
+        return sorted(Path(p) for p in glob.glob(str(pattern)))
+
+    def candidate_names(self) -> list[str]:
+        """Unique, stable names: the explicit name, else the family, suffixed on repeats."""
+        names: list[str] = []
+        for candidate in self.candidates:
+            base = candidate.name or candidate.family
+            name, n = base, 2
+            while name in names:
+                name, n = f"{base}_{n}", n + 1
+            names.append(name)
+        return names
+
+
+def load_spec(path: Path) -> Spec:
+    """Read and check a spec file; raise SpecError with one message naming the bad key."""
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        spec = Spec.model_validate({**raw, "spec_path": path.resolve(), "spec_toml": text})
+    except ValidationError as exc:
+        raise SpecError(f"{path}: {_describe(exc)}") from None
+    _check_candidates(spec, path)
+    _check_source_exists(spec, path)
+    return spec
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        key = _key(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        problems.append(f"[{key}] {message}" if key else message)
+    return "; ".join(problems)
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+def _check_candidates(spec: Spec, path: Path) -> None:
+    from mallard.tasks.families import FAMILIES, unknown_params
+
+    for i, candidate in enumerate(spec.candidates):
+        if candidate.family not in FAMILIES:
+            known = ", ".join(sorted(FAMILIES))
+            raise SpecError(
+                f"{path}: [candidates[{i}].family] unknown model family "
+                f"'{candidate.family}'; known families: {known}"
+            )
+        bad = unknown_params(candidate.family, candidate.params)
+        if bad:
+            raise SpecError(
+                f"{path}: [candidates[{i}].params] '{candidate.family}' has no parameter(s) "
+                f"{', '.join(bad)}"
+            )
+        for param, values in candidate.params.items():
+            if not values:
+                raise SpecError(
+                    f"{path}: [candidates[{i}].params.{param}] needs at least one value"
+                )
+
+
+def _check_source_exists(spec: Spec, path: Path) -> None:
+    if spec.source.path is not None and not spec.source_files():
+        raise SpecError(
+            f"{path}: [source.path] no file matches '{spec.source.path}' "
+            f"(relative paths are read from {spec.spec_path.parent})"
+        )

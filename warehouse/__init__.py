@@ -1,0 +1,31 @@
+"""The DuckDB warehouse: the only package that imports duckdb.
+
+Connections are short-lived (open, work, close) because an open connection in one process locks
+the file for every other process; writes retry on that lock with backoff for a bounded time.
+"""
+
+from mallard.warehouse.queries import (
+    leaderboard,
+    query,
+    query_source,
+    run_record,
+    runs,
+    sql_over_frame,
+    table_counts,
+)
+from mallard.warehouse.records import RunBundle, RunRecord
+from mallard.warehouse.writes import record_run_started, write_run
+
+__all__ = [
+    "RunBundle",
+    "RunRecord",
+    "leaderboard",
+    "query",
+    "query_source",
+    "record_run_started",
+    "run_record",
+    "runs",
+    "sql_over_frame",
+    "table_counts",
+    "write_run",
+]

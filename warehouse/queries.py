@@ -1,0 +1,102 @@
+"""Reads for the CLI and for SQL sources; every read opens the file read-only and briefly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from mallard.errors import InputError, WarehouseError
+from mallard.warehouse.connection import connect
+
+
+def query(db: Path, sql: str) -> pl.DataFrame:
+    """Run an analyst's read-only SQL against the warehouse."""
+    with connect(db, read_only=True) as con:
+        try:
+            return con.sql(sql).pl()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"query failed: {exc}") from None
+
+
+def runs(db: Path, limit: int = 20) -> pl.DataFrame:
+    return query(
+        db,
+        f"""
+        SELECT run_id, pipeline, status, started_at, finished_at,
+               n_rows, n_invalid, primary_metric, error
+        FROM ml.runs ORDER BY started_at DESC LIMIT {int(limit)}
+        """,
+    )
+
+
+def run_record(db: Path, run_id: str) -> dict[str, object] | None:
+    frame = query_params(db, "SELECT * FROM ml.runs WHERE run_id = ?", [run_id])
+    return frame.row(0, named=True) if frame.height else None
+
+
+def leaderboard(db: Path, pipeline: str | None = None, run_id: str | None = None) -> pl.DataFrame:
+    """The ranked models of one run: the given run, else the pipeline's latest succeeded run."""
+    if run_id is None:
+        latest = query_params(
+            db,
+            "SELECT run_id FROM ml.runs WHERE status = 'succeeded' "
+            "AND (? IS NULL OR pipeline = ?) ORDER BY finished_at DESC LIMIT 1",
+            [pipeline, pipeline],
+        )
+        if not latest.height:
+            return pl.DataFrame()
+        run_id = latest.item(0, 0)
+    return query_params(
+        db,
+        "SELECT pipeline, run_id, model_id, family, metric, value, rank "
+        "FROM ml.leaderboard WHERE run_id = ? ORDER BY rank, model_id",
+        [run_id],
+    )
+
+
+def table_counts(db: Path, run_id: str) -> dict[str, int]:
+    """Rows stored under `run_id` in each run table (for checks and summaries)."""
+    counts = {}
+    with connect(db, read_only=True) as con:
+        for table in ("runs", "quarantine", "cv_results", "metrics"):
+            row = con.execute(f"SELECT count(*) FROM ml.{table} WHERE run_id = ?", [run_id])
+            counts[table] = int(row.fetchone()[0])  # type: ignore[index]
+    return counts
+
+
+def query_params(db: Path, sql: str, params: list[object]) -> pl.DataFrame:
+    with connect(db, read_only=True) as con:
+        return con.sql(sql, params=params).pl()
+
+
+def query_source(db: Path, sql: str) -> pl.DataFrame:
+    """A pipeline's `source.sql`: run against the warehouse when it exists, else in memory."""
+    if db.exists():
+        with connect(db, read_only=True) as con:
+            return _source_frame(con, sql)
+    con = duckdb.connect(":memory:")
+    try:
+        return _source_frame(con, sql)
+    finally:
+        con.close()
+
+
+def _source_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    try:
+        return con.sql(sql).pl()
+    except duckdb.Error as exc:
+        raise InputError(f"[source.sql] query failed: {exc}") from None
+
+
+def sql_over_frame(frame: pl.DataFrame, sql: str, name: str = "source") -> pl.DataFrame:
+    """Run `sql` in an in-memory DuckDB where `frame` is the table `name` (features.sql)."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.register(name, frame)
+        return con.sql(sql).pl()
+    except duckdb.Error as exc:
+        raise InputError(f"[features.sql] query failed: {exc}") from None
+    finally:
+        con.close()

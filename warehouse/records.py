@@ -1,0 +1,50 @@
+"""What one run hands to the warehouse: plain dataclasses and Polars frames, no DuckDB."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ml.runs."""
+
+    run_id: str
+    pipeline: str
+    task: str
+    status: str  # running | succeeded | failed
+    started_at: datetime
+    spec_toml: str
+    spec_sha256: str
+    spec_path: str | None = None
+    finished_at: datetime | None = None
+    source: str | None = None
+    data_sha256: str | None = None
+    n_rows: int | None = None
+    n_invalid: int | None = None
+    seed: int | None = None
+    primary_metric: str | None = None
+    greater_is_better: bool | None = None
+    code_version: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def finished(self, status: str, at: datetime, error: str | None = None) -> RunRecord:
+        return replace(self, status=status, finished_at=at, error=error)
+
+    def with_data(self, **fields: Any) -> RunRecord:
+        return replace(self, **fields)
+
+
+@dataclass(frozen=True)
+class RunBundle:
+    """Everything one run writes, in one transaction. Frames omit the run_id column."""
+
+    run: RunRecord
+    quarantine: pl.DataFrame | None = None  # row_index, column_name, check_name, failure_value
+    cv_results: pl.DataFrame | None = None  # candidate, family, params, fold, metric, value
+    metrics: pl.DataFrame | None = None  # model_id, family, split, metric, value

@@ -1,0 +1,73 @@
+"""Writes: each run's data goes in as one transaction, delete-then-insert by run_id."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from mallard.warehouse.connection import connect
+from mallard.warehouse.records import RunBundle, RunRecord
+
+# Table name -> the RunBundle attribute that fills it; ml.runs is written from bundle.run.
+RUN_TABLES = {"quarantine": "quarantine", "cv_results": "cv_results", "metrics": "metrics"}
+
+
+def record_run_started(db: Path, run: RunRecord) -> None:
+    """Make a starting run visible (status 'running') so analysts can watch it."""
+    with connect(db) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            _replace_run_row(con, run)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+
+def write_run(db: Path, bundle: RunBundle) -> None:
+    """Replace everything stored under the bundle's run_id with the bundle, atomically."""
+    with connect(db) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table in RUN_TABLES:
+                con.execute(f"DELETE FROM ml.{table} WHERE run_id = ?", [bundle.run.run_id])
+            _replace_run_row(con, bundle.run)
+            for table, attribute in RUN_TABLES.items():
+                frame = getattr(bundle, attribute)
+                if frame is not None and frame.height:
+                    _insert_frame(con, table, bundle.run.run_id, frame)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+
+def _replace_run_row(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
+    row = asdict(run)
+    row["versions"] = json.dumps(run.versions, sort_keys=True)
+    columns = [f.name for f in fields(RunRecord)]
+    con.execute("DELETE FROM ml.runs WHERE run_id = ?", [run.run_id])
+    con.execute(
+        f"INSERT INTO ml.runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+        [row[c] for c in columns],
+    )
+
+
+def _insert_frame(
+    con: duckdb.DuckDBPyConnection, table: str, run_id: str, frame: pl.DataFrame
+) -> None:
+    # A distinctive name, so no table or Python variable shadows the registered frame.
+    view = f"_mallard_insert_{table}"
+    con.register(view, frame)
+    try:
+        columns = ", ".join(frame.columns)
+        con.execute(
+            f"INSERT INTO ml.{table} (run_id, {columns}) SELECT ?, {columns} FROM {view}",
+            [run_id],
+        )
+    finally:
+        con.unregister(view)
