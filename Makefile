@@ -1,0 +1,43 @@
+# Two commands on a fresh machine with only Python 3.11 and make: `make demo`, `make test`.
+# uv itself is bootstrapped from the package index into .tools/ (pip into a small venv).
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+SYNCED := .venv/.synced-$(UV_VERSION)
+RUN := $(UV) run --locked --no-sync
+
+.PHONY: demo test check lint typecheck bench env clean
+
+env: $(SYNCED)
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(SYNCED): $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked
+	@touch $@
+
+demo: $(SYNCED)
+	$(RUN) mallard demo
+
+test: $(SYNCED)
+	$(RUN) pytest
+
+lint: $(SYNCED)
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) lint-imports
+
+typecheck: $(SYNCED)
+	$(RUN) mypy -p mallard
+
+check: lint typecheck test
+
+bench: $(SYNCED)
+	$(RUN) python benchmarks/run.py
+
+clean:
+	rm -rf .venv $(TOOLS) mallard-demo warehouse.duckdb
