@@ -64,7 +64,8 @@ class _Progress:
 
 @flow(
     name="train",
-    task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2),
+    # Prefect's own annotation is invariant in the future type, so mypy rejects its runner.
+    task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2),  # type: ignore[arg-type]
     validate_parameters=False,
 )
 def train(
@@ -98,7 +99,12 @@ def train(
         raise
 
 
-def _train(spec: Spec, db: Path, progress: _Progress, logger: logging.LoggerAdapter) -> RunResult:
+def _train(
+    spec: Spec,
+    db: Path,
+    progress: _Progress,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> RunResult:
     log = logger.info
     primary = spec.evaluate.primary_metric
     schema = build_schema(spec.schema_, spec.pipeline.target)

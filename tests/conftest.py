@@ -20,12 +20,12 @@ os.environ.update(
 os.environ.pop("MALLARD_WAREHOUSE", None)
 os.environ.pop("PREFECT_API_URL", None)
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from mallard.examples import spec_text, write_housing_csv  # noqa: E402
+from mallard.examples import spec_text, write_housing_csv
 
 # A fast variant of the shipped housing spec: same schema, small search spaces.
 FAST_CANDIDATES = """

@@ -157,7 +157,7 @@ def _train(spec: Path, warehouse: Path | None, run_id: str | None) -> RunResult:
     from mallard.config import configure_prefect_environment
 
     configure_prefect_environment()
-    from mallard.flows.train import train
+    from mallard.flows.train import RunResult, train
 
     state = train(spec, warehouse, run_id, return_state=True)
     if state.is_failed():
@@ -165,7 +165,10 @@ def _train(spec: Path, warehouse: Path | None, run_id: str | None) -> RunResult:
         if isinstance(failure, BaseException):
             raise failure
         raise MallardError(state.message or "the train flow failed")
-    return state.result()  # type: ignore[no-any-return]
+    result = state.result()
+    if not isinstance(result, RunResult):
+        raise MallardError(f"the train flow returned {type(result).__name__}, not a run result")
+    return result
 
 
 def _print_result(result: RunResult) -> None:
