@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from mallard import warehouse
 from mallard.config import warehouse_path
 from mallard.errors import MallardError
+from mallard.flows import _quiet_user_errors
 from mallard.lineage import code_version, library_versions
 from mallard.schemas.inline import build_schema
 from mallard.spec import Candidate, Spec, load_spec
@@ -31,6 +32,8 @@ from mallard.tasks.split import split_rows
 from mallard.tasks.tune import Tuned, tune
 from mallard.tasks.validate import enforce_invalid_limit, validate
 from mallard.warehouse import RunBundle, RunRecord
+
+_quiet_user_errors.install()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ os.environ.update(
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "MALLARD_LOCK_TIMEOUT": "3",
+        "COLUMNS": "200",  # rich tables must not wrap the ids the CLI tests look for
     }
 )
 os.environ.pop("MALLARD_WAREHOUSE", None)
@@ -24,8 +25,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prefect.logging.configuration import ensure_logging_setup
 
 from mallard.examples import spec_text, write_housing_csv
+
+# Bind Prefect's console log handler to pytest's stream now; bound inside a CliRunner invoke, it
+# would keep writing to that invoke's closed stream.
+ensure_logging_setup()
 
 # A fast variant of the shipped housing spec: same schema, small search spaces.
 FAST_CANDIDATES = """

@@ -54,17 +54,29 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             metric VARCHAR NOT NULL,
             value DOUBLE
         );
+        -- One row per model of each succeeded run, on the run's primary metric:
+        -- value is the test split (the rank), validation and cv (mean over folds) beside it.
         CREATE VIEW ml.leaderboard AS
+        WITH per_split AS (
+            SELECT
+                r.pipeline, m.run_id, m.model_id, m.family, m.metric, r.greater_is_better,
+                r.finished_at,
+                max(m.value) FILTER (WHERE m.split = 'test') AS value,
+                max(m.value) FILTER (WHERE m.split = 'validation') AS validation_value,
+                max(m.value) FILTER (WHERE m.split = 'cv') AS cv_value
+            FROM ml.metrics AS m
+            JOIN ml.runs AS r USING (run_id)
+            WHERE m.metric = r.primary_metric AND r.status = 'succeeded'
+            GROUP BY ALL
+        )
         SELECT
-            r.pipeline, m.run_id, m.model_id, m.family, m.metric, m.value,
+            pipeline, run_id, model_id, family, metric, value, validation_value, cv_value,
             RANK() OVER (
-                PARTITION BY m.run_id
-                ORDER BY CASE WHEN r.greater_is_better THEN -m.value ELSE m.value END
+                PARTITION BY run_id
+                ORDER BY CASE WHEN greater_is_better THEN -value ELSE value END
             ) AS rank,
-            r.finished_at
-        FROM ml.metrics AS m
-        JOIN ml.runs AS r USING (run_id)
-        WHERE m.split = 'test' AND m.metric = r.primary_metric AND r.status = 'succeeded';
+            finished_at
+        FROM per_split;
         """,
     ),
 ]

@@ -24,8 +24,10 @@ def runs(db: Path, limit: int = 20) -> pl.DataFrame:
     return query(
         db,
         f"""
-        SELECT run_id, pipeline, status, started_at, finished_at,
-               n_rows, n_invalid, primary_metric, error
+        SELECT run_id, pipeline, status,
+               strftime(started_at, '%Y-%m-%d %H:%M:%S') AS started,
+               round(epoch(finished_at) - epoch(started_at), 1) AS seconds,
+               n_rows, n_invalid, error
         FROM ml.runs ORDER BY started_at DESC LIMIT {int(limit)}
         """,
     )
@@ -50,7 +52,8 @@ def leaderboard(db: Path, pipeline: str | None = None, run_id: str | None = None
         run_id = latest.item(0, 0)
     return query_params(
         db,
-        "SELECT pipeline, run_id, model_id, family, metric, value, rank "
+        "SELECT pipeline, run_id, model_id, family, metric, value, validation_value, cv_value, "
+        "rank "
         "FROM ml.leaderboard WHERE run_id = ? ORDER BY rank, model_id",
         [run_id],
     )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mallard.config import WAREHOUSE_ENV
@@ -49,7 +50,7 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except MallardError as exc:
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
@@ -57,7 +58,7 @@ def user_errors(command: F) -> F:
             if os.environ.get("MALLARD_DEBUG"):
                 raise
             errors.print(
-                f"[bold red]internal error:[/] {exc!r}\n"
+                f"[bold red]internal error:[/] {escape(repr(exc))}\n"
                 "This is a bug in mallard; rerun with MALLARD_DEBUG=1 for the traceback.",
                 highlight=False,
             )
@@ -130,7 +131,7 @@ def leaderboard(
     if board.is_empty():
         what = f"pipeline '{pipeline}'" if pipeline else "any pipeline"
         raise MallardError(f"no succeeded run of {what} in the warehouse") from None
-    _print_frame(board, title=f"leaderboard: {board['pipeline'][0]} run {board['run_id'][0]}")
+    _print_leaderboard(board, title=f"leaderboard: {board['pipeline'][0]} run {board['run_id'][0]}")
 
 
 @app.command()
@@ -176,8 +177,26 @@ def _print_result(result: RunResult) -> None:
         f"run [bold]{result.run_id}[/]: {result.n_rows} rows, {result.n_invalid} quarantined; "
         f"warehouse {result.warehouse}"
     )
-    board = result.leaderboard.rename({"value": f"test {result.primary_metric}"})
-    _print_frame(board, title=f"leaderboard: {result.pipeline}")
+    from mallard import warehouse as wh
+
+    board = wh.leaderboard(result.warehouse, run_id=result.run_id)
+    _print_leaderboard(board, title=f"leaderboard: {result.pipeline}")
+
+
+def _print_leaderboard(board: pl.DataFrame, title: str) -> None:
+    """Rank, candidate name and the primary metric on test, validation and CV."""
+    import polars as pl
+
+    metric = board["metric"][0]
+    shown = board.select(
+        "rank",
+        pl.col("model_id").str.split(":").list.last().alias("model"),
+        "family",
+        pl.col("value").alias(f"test {metric}"),
+        pl.col("validation_value").alias(f"validation {metric}"),
+        pl.col("cv_value").alias(f"cv {metric}"),
+    )
+    _print_frame(shown, title=title)
 
 
 def _print_frame(frame: pl.DataFrame, title: str | None = None) -> None:
@@ -185,7 +204,7 @@ def _print_frame(frame: pl.DataFrame, title: str | None = None) -> None:
     for name in frame.columns:
         table.add_column(name, overflow="fold")
     for row in frame.iter_rows():
-        table.add_row(*(_cell(value) for value in row))
+        table.add_row(*(escape(_cell(value)) for value in row))
     console.print(table)
     if frame.is_empty():
         console.print("(no rows)")

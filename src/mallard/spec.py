@@ -150,9 +150,11 @@ def load_spec(path: Path) -> Spec:
     """Read and check a spec file; raise SpecError with one message naming the bad key."""
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_text(encoding="utf-8")
         raw = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not valid TOML: the file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
     try:
