@@ -73,7 +73,7 @@ def _read_one(path: Path, text_columns: list[str]) -> pl.DataFrame:
 def _concat(frames: list[pl.DataFrame], files: list[Path]) -> pl.DataFrame:
     try:
         return pl.concat(frames, how="vertical_relaxed")
-    except (pl.exceptions.SchemaError, pl.exceptions.ShapeError) as exc:
+    except (pl.exceptions.SchemaError, pl.exceptions.ShapeError, pl.exceptions.ComputeError) as exc:
         raise InputError(
             f"the files matched by source.path do not share one set of columns: {_first_line(exc)}"
         ) from None

@@ -118,11 +118,16 @@ def _cast(column: pl.Expr, source: pl.DataType, target: pl.DataType) -> pl.Expr:
         if isinstance(target, pl.Datetime) or target == pl.Datetime:
             return text.str.to_datetime(strict=False)
         if target.is_integer():
-            # "3.0" is a fine integer; "3.5" is not, and must not be truncated silently.
-            as_float = text.cast(pl.Float64, strict=False)
-            return pl.when(as_float == as_float.round(0)).then(as_float.cast(target, strict=False))
+            return _whole_numbers(text.cast(pl.Float64, strict=False), target)
         return text.cast(target, strict=False)
+    if target.is_integer() and source.is_float():
+        return _whole_numbers(column, target)  # e.g. a Parquet float column declared "int"
     return column.cast(target, strict=False)
+
+
+def _whole_numbers(as_float: pl.Expr, target: pl.DataType) -> pl.Expr:
+    # "3.0" is a fine integer; "3.5" is not, and must not be truncated silently.
+    return pl.when(as_float == as_float.round(0)).then(as_float.cast(target, strict=False))
 
 
 def _check_failures(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.DataFrame:

@@ -41,7 +41,8 @@ def _open_with_retry(db: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         try:
             return duckdb.connect(str(db), read_only=read_only)
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
+            # Look for "lock" in the message without the path, which may contain it too.
+            if "lock" not in str(exc).replace(str(db), "").lower():
                 raise WarehouseError(f"cannot open warehouse {db}: {exc}") from None
             if time.monotonic() >= deadline:
                 raise WarehouseError(_locked_message(db, str(exc))) from None
@@ -55,7 +56,7 @@ def _locked_message(db: Path, error: str) -> str:
     holder = _LOCK_HOLDER.search(error)
     who = f"{holder['program']} (PID {holder['pid']})" if holder else "another process"
     return (
-        f"warehouse {db} is locked by {who} and stayed locked for {lock_timeout_s():.0f} s; "
-        "close that duckdb shell or connection (or use `mallard snapshot` for long reads) "
+        f"warehouse {db} is locked by {who} and stayed locked for {lock_timeout_s():g} s; "
+        "close that duckdb shell or connection (for long reads, work on a copy of the file) "
         "and run again"
     )

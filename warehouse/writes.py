@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -70,4 +71,7 @@ def _insert_frame(
             [run_id],
         )
     finally:
-        con.unregister(view)
+        # After a failed INSERT the transaction is aborted and unregister would raise too,
+        # hiding the error that says what went wrong.
+        with contextlib.suppress(duckdb.Error):
+            con.unregister(view)

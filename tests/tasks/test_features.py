@@ -1,0 +1,159 @@
+"""prepare_features: drops, SQL, target checks, column kinds; and the in-pipeline preprocessor."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mallard.errors import InputError
+from mallard.spec import FeaturesSection
+from mallard.tasks.features import build_features, model_pipeline, prepare_features, preprocessor
+
+
+def houses() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "price": [100.0, 200.0, 300.0, 400.0],
+            "lotsize": [5000.0, 6000.0, None, 8000.0],
+            "bedrooms": [1, 2, 3, 4],
+            "driveway": ["yes", "no", "yes", None],
+            "airco": [True, False, True, False],
+            "sold": [date(1970, 1, 2), date(1970, 1, 11), date(2000, 1, 1), date(1969, 12, 31)],
+            "listed": [datetime(1970, 1, 3, 12)] * 4,
+            "house_id": ["h1", "h2", "h3", "h4"],
+        }
+    )
+
+
+def test_no_drops_splits_off_the_target_and_sorts_columns_into_kinds() -> None:
+    features = prepare_features(houses(), FeaturesSection(), "price")
+
+    assert features.y.tolist() == [100.0, 200.0, 300.0, 400.0]
+    assert features.y.dtype == np.float64
+    assert "price" not in features.X.columns
+    assert features.numeric == ["lotsize", "bedrooms", "airco", "sold", "listed"]
+    assert features.categorical == ["driveway", "house_id"]
+
+
+def test_booleans_and_dates_become_numbers() -> None:
+    X = prepare_features(houses(), FeaturesSection(), "price").X
+
+    assert X["airco"].to_list() == [1, 0, 1, 0]
+    assert X["sold"].to_list() == [1.0, 10.0, 10957.0, -1.0]  # days since 1970-01-01
+    assert X["listed"].to_list() == [2.0] * 4
+    assert X["lotsize"].null_count() == 1  # imputation happens inside the model pipeline
+
+
+def test_drop_removes_columns() -> None:
+    features = prepare_features(houses(), FeaturesSection(drop=["house_id", "sold"]), "price")
+
+    assert features.X.columns == ["lotsize", "bedrooms", "driveway", "airco", "listed"]
+    assert "house_id" not in features.categorical
+    assert "sold" not in features.numeric
+
+
+def test_sql_runs_over_the_validated_rows_as_source() -> None:
+    section = FeaturesSection(
+        sql="SELECT price, bedrooms * 2 AS rooms, driveway FROM source WHERE bedrooms > 1"
+    )
+
+    features = prepare_features(houses(), section, "price")
+
+    assert features.X.columns == ["rooms", "driveway"]
+    assert features.X["rooms"].to_list() == [4, 6, 8]
+    assert features.y.tolist() == [200.0, 300.0, 400.0]
+    assert features.numeric == ["rooms"]
+    assert features.categorical == ["driveway"]
+
+
+def test_drop_happens_before_sql() -> None:
+    section = FeaturesSection(drop=["house_id"], sql="SELECT * FROM source")
+
+    features = prepare_features(houses(), section, "price")
+
+    assert "house_id" not in features.X.columns
+
+
+def test_sql_referring_to_a_dropped_column_fails_with_the_key() -> None:
+    section = FeaturesSection(drop=["house_id"], sql="SELECT price, house_id FROM source")
+
+    with pytest.raises(InputError, match=r"\[features.sql\] query failed"):
+        prepare_features(houses(), section, "price")
+
+
+def test_blank_sql_is_ignored() -> None:
+    features = prepare_features(houses(), FeaturesSection(sql="  \n "), "price")
+
+    assert features.X.width == houses().width - 1
+
+
+def test_unknown_drop_column_is_an_input_error_naming_it() -> None:
+    with pytest.raises(InputError, match=r"\[features.drop\] unknown column\(s\): garage, pool"):
+        prepare_features(houses(), FeaturesSection(drop=["lotsize", "garage", "pool"]), "price")
+
+
+def test_dropping_the_target_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="cannot drop the target column 'price'"):
+        prepare_features(houses(), FeaturesSection(drop=["price"]), "price")
+
+
+def test_non_numeric_target_is_an_input_error() -> None:
+    with pytest.raises(InputError) as caught:
+        prepare_features(houses(), FeaturesSection(), "driveway")
+
+    message = str(caught.value)
+    assert "target column 'driveway' must be numeric" in message
+    assert 'dtype = "float"' in message
+
+
+def test_sql_without_the_target_is_an_input_error() -> None:
+    section = FeaturesSection(sql="SELECT lotsize, bedrooms FROM source")
+
+    with pytest.raises(InputError, match="no target column 'price'"):
+        prepare_features(houses(), section, "price")
+
+
+def test_no_feature_columns_left_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="no feature columns left"):
+        prepare_features(
+            houses().select("price", "lotsize"), FeaturesSection(drop=["lotsize"]), "price"
+        )
+
+
+def test_preprocessor_imputes_scales_and_one_hot_encodes() -> None:
+    frame = pl.DataFrame(
+        {
+            "price": [float(i) for i in range(12)],
+            "lotsize": [1.0, 2.0, None, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0],
+            "driveway": ["yes"] * 6 + ["no"] * 5 + [None],
+        }
+    )
+    features = prepare_features(frame, FeaturesSection(), "price")
+
+    out = preprocessor(features).fit_transform(features.X)
+
+    assert out.shape == (12, 3)  # lotsize + one column per frequent category
+    assert not np.isnan(out).any()
+    assert out[:, 0].mean() == pytest.approx(0.0, abs=1e-12)
+    assert out[:, 0].std() == pytest.approx(1.0)
+    assert sorted(out[:, 1:].sum(axis=0).tolist()) == [5.0, 7.0]  # the null became "yes"
+
+
+def test_model_pipeline_fits_on_mixed_columns() -> None:
+    from sklearn.linear_model import Ridge
+
+    features = prepare_features(houses(), FeaturesSection(drop=["house_id"]), "price")
+
+    pipeline = model_pipeline(features, Ridge(alpha=1e-6)).fit(features.X, features.y)
+
+    assert pipeline.predict(features.X).shape == (4,)
+    assert [name for name, _ in pipeline.steps] == ["prepare", "model"]
+
+
+def test_the_prefect_task_wraps_the_same_function() -> None:
+    features = build_features.fn(houses(), FeaturesSection(drop=["house_id"]), "price")
+
+    assert features.categorical == ["driveway"]
