@@ -1,15 +1,18 @@
 """The `train` flow: ingest -> validate -> features -> split -> tune candidates in parallel ->
-evaluate -> one warehouse transaction."""
+evaluate -> register models -> champion rule -> one warehouse transaction."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
@@ -20,20 +23,25 @@ from mallard import warehouse
 from mallard.config import warehouse_path
 from mallard.errors import MallardError
 from mallard.flows import _quiet_user_errors
-from mallard.lineage import code_version, library_versions
+from mallard.flows._run import Progress, guarded_run, new_run_id, start_record
 from mallard.schemas.inline import build_schema
 from mallard.spec import Candidate, Spec, load_spec
 from mallard.tasks.evaluate import evaluate
 from mallard.tasks.families import BASELINE
-from mallard.tasks.features import build_features
+from mallard.tasks.features import Features, build_features
 from mallard.tasks.ingest import ingest
 from mallard.tasks.metrics import REGRESSION
-from mallard.tasks.split import split_rows
+from mallard.tasks.model_files import load_model
+from mallard.tasks.promote import Decision, decide, promotion_rows
+from mallard.tasks.register import Lineage, register
+from mallard.tasks.split import Split, split_rows
 from mallard.tasks.tune import Tuned, tune
 from mallard.tasks.validate import enforce_invalid_limit, validate
-from mallard.warehouse import RunBundle, RunRecord
+from mallard.warehouse import RunBundle
 
 _quiet_user_errors.install()
+
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
 @dataclass(frozen=True)
@@ -43,26 +51,11 @@ class RunResult:
     warehouse: Path
     n_rows: int
     n_invalid: int
-    best_model_id: str
+    best_model_id: str  # best non-baseline model on the validation split
     primary_metric: str
     leaderboard: pl.DataFrame  # model_id, family, value (test split, primary metric), best first
-
-
-def new_run_id(pipeline: str) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{pipeline}-{stamp}-{uuid.uuid4().hex[:6]}"
-
-
-class _Progress:
-    """What the run has learned so far, so a failure still records fingerprints and quarantine."""
-
-    def __init__(self, run: RunRecord) -> None:
-        self.run = run
-        self.quarantine: pl.DataFrame | None = None
-
-    def failed(self, error: str) -> RunBundle:
-        run = self.run.finished("failed", datetime.now(UTC), error)
-        return RunBundle(run=run, quarantine=self.quarantine)
+    promoted: bool
+    promotion_reason: str
 
 
 @flow(
@@ -79,35 +72,17 @@ def train(
     A user-caused failure (bad spec, bad data) ends the flow run Failed with a one-line message
     and no traceback; the run record and quarantine are still written for inspection in SQL.
     """
-    logger = get_run_logger()
     try:
         spec = load_spec(Path(spec_path))
     except MallardError as exc:
-        logger.error(str(exc))
+        get_run_logger().error(str(exc))
         return Failed(message=str(exc), data=exc)
     db = warehouse_path(warehouse_file)
-    progress = _Progress(_start_record(spec, run_id or new_run_id(spec.pipeline.name)))
-    try:
-        warehouse.record_run_started(db, progress.run)
-        logger.info(
-            "run %s of '%s' started; warehouse %s", progress.run.run_id, spec.pipeline.name, db
-        )
-        return _train(spec, db, progress, logger)
-    except MallardError as exc:
-        logger.error(str(exc))
-        _write_failure(db, progress, str(exc))
-        return Failed(message=str(exc), data=exc)
-    except Exception as exc:
-        _write_failure(db, progress, f"internal error: {exc!r}")
-        raise
+    progress = Progress(start_record(spec, run_id or new_run_id(spec.pipeline.name), "train"))
+    return guarded_run(db, progress, lambda: _train(spec, db, progress, get_run_logger()), "train")
 
 
-def _train(
-    spec: Spec,
-    db: Path,
-    progress: _Progress,
-    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
-) -> RunResult:
+def _train(spec: Spec, db: Path, progress: Progress, logger: Logger) -> RunResult:
     log = logger.info
     primary = spec.evaluate.primary_metric
     schema = build_schema(spec.schema_, spec.pipeline.target)
@@ -140,6 +115,74 @@ def _train(
         spec.pipeline.seed,
     )
 
+    tuned = _tune_all(spec, features, split, log)
+    run = progress.run
+    metrics = evaluate(run.run_id, tuned, features, split)
+    lineage = Lineage(
+        pipeline=spec.pipeline.name,
+        created_at=datetime.now(UTC),
+        data_sha256=run.data_sha256,
+        spec_sha256=spec.spec_sha256,
+        code_version=run.code_version,
+        seed=spec.pipeline.seed,
+        versions=run.versions,
+        target=spec.pipeline.target,
+    )
+    registered = register(run.run_id, tuned, features, split, lineage)
+    sizes = ", ".join(
+        f"{c} {s / 1e6:.1f} MB"
+        for c, s in registered.models.select("candidate", "size_bytes").iter_rows()
+    )
+    log("register: %d models saved with skops (%s)", registered.models.height, sizes)
+
+    best_id = _best_on_validation(metrics, primary)
+    decision = _champion_decision(spec, db, run.run_id, best_id, metrics, features, split)
+    log(
+        "promote: %s %s (%s)",
+        best_id,
+        "promoted" if decision.promoted else "not promoted",
+        decision.reason,
+    )
+    finished_at = datetime.now(UTC)
+    promotions, aliases = promotion_rows(decision, finished_at, set_by=f"train run {run.run_id}")
+    bundle = RunBundle(
+        run=run.finished("succeeded", finished_at),
+        quarantine=checked.quarantine,
+        cv_results=pl.concat([t.cv_results for t in tuned]),
+        metrics=metrics,
+        models=registered.models,
+        feature_profiles=registered.profiles,
+        promotions=promotions,
+        aliases=aliases,
+    )
+    warehouse.write_run(db, bundle)
+    board = _leaderboard(metrics, primary)
+    best = board.row(0, named=True)
+    log(
+        "done: best on test %s, %s = %.4g; written to %s",
+        best["model_id"],
+        primary,
+        best["value"],
+        db,
+    )
+    return RunResult(
+        run_id=run.run_id,
+        pipeline=spec.pipeline.name,
+        warehouse=db,
+        n_rows=raw.frame.height,
+        n_invalid=checked.n_invalid,
+        best_model_id=best_id,
+        primary_metric=primary,
+        leaderboard=board,
+        promoted=decision.promoted,
+        promotion_reason=decision.reason,
+    )
+
+
+def _tune_all(
+    spec: Spec, features: Features, split: Split, log: Callable[..., None]
+) -> list[Tuned]:
+    primary = spec.evaluate.primary_metric
     futures: list[PrefectFuture[Tuned]] = [
         tune.submit(
             name, candidate, features, split.train, spec.cv.folds, spec.pipeline.seed, primary
@@ -160,48 +203,7 @@ def _train(
             result.seconds,
             result.best_params,
         )
-
-    metrics = evaluate(progress.run.run_id, tuned, features, split)
-    run = progress.run.finished("succeeded", datetime.now(UTC))
-    cv_results = pl.concat([t.cv_results for t in tuned])
-    bundle = RunBundle(
-        run=run, quarantine=checked.quarantine, cv_results=cv_results, metrics=metrics
-    )
-    warehouse.write_run(db, bundle)
-    board = _leaderboard(metrics, primary)
-    best = board.row(0, named=True)
-    log(
-        "done: best %s, test %s = %.4g; written to %s", best["model_id"], primary, best["value"], db
-    )
-    return RunResult(
-        run_id=run.run_id,
-        pipeline=spec.pipeline.name,
-        warehouse=db,
-        n_rows=raw.frame.height,
-        n_invalid=checked.n_invalid,
-        best_model_id=best["model_id"],
-        primary_metric=primary,
-        leaderboard=board,
-    )
-
-
-def _start_record(spec: Spec, run_id: str) -> RunRecord:
-    primary = spec.evaluate.primary_metric
-    return RunRecord(
-        run_id=run_id,
-        pipeline=spec.pipeline.name,
-        task=spec.pipeline.task,
-        status="running",
-        started_at=datetime.now(UTC),
-        spec_toml=spec.spec_toml,
-        spec_sha256=spec.spec_sha256,
-        spec_path=str(spec.spec_path),
-        seed=spec.pipeline.seed,
-        primary_metric=primary,
-        greater_is_better=REGRESSION[primary].greater_is_better,
-        code_version=code_version(),
-        versions=library_versions(),
-    )
+    return tuned
 
 
 def _with_baseline(spec: Spec) -> list[tuple[str, Candidate]]:
@@ -218,9 +220,61 @@ def _leaderboard(metrics: pl.DataFrame, primary: str) -> pl.DataFrame:
     return board.select("model_id", "family", "value").sort("value", descending=descending)
 
 
-def _write_failure(db: Path, progress: _Progress, error: str) -> None:
-    try:
-        warehouse.write_run(db, progress.failed(error))
-    except MallardError as exc:
-        # The warehouse itself is the problem (e.g. locked): report the original error first.
-        get_run_logger().warning("could not record the failed run: %s", exc)
+def _best_on_validation(metrics: pl.DataFrame, primary: str) -> str:
+    """The champion candidate: chosen on validation, so the test split stays a fair judge."""
+    scores = metrics.filter((pl.col("split") == "validation") & (pl.col("metric") == primary)).sort(
+        "value", descending=REGRESSION[primary].greater_is_better
+    )
+    real = scores.filter(pl.col("family") != BASELINE)
+    return str((real if real.height else scores)["model_id"][0])
+
+
+def _champion_decision(
+    spec: Spec,
+    db: Path,
+    run_id: str,
+    model_id: str,
+    metrics: pl.DataFrame,
+    features: Features,
+    split: Split,
+) -> Decision:
+    primary = spec.evaluate.primary_metric
+    model_value = metrics.filter(
+        (pl.col("model_id") == model_id)
+        & (pl.col("split") == "test")
+        & (pl.col("metric") == primary)
+    )["value"][0]
+    champion = warehouse.champion(db, spec.pipeline.name, ignore_run_id=run_id)
+    champion_value, problem = None, None
+    if champion is not None:
+        try:
+            champion_value = _score_on_test(champion, features, split, primary)
+        except MallardError as exc:
+            problem = str(exc)
+        except (KeyError, ValueError, pl.exceptions.PolarsError) as exc:
+            # e.g. the champion was trained on columns this data no longer has
+            problem = f"it cannot score this run's test rows ({exc})"
+    return decide(
+        pipeline=spec.pipeline.name,
+        model_id=model_id,
+        model_value=model_value,
+        metric=primary,
+        policy=spec.promote.policy,
+        min_improvement=spec.promote.min_improvement,
+        champion_model_id=None if champion is None else champion["model_id"],
+        champion_value=champion_value,
+        champion_problem=problem,
+    )
+
+
+def _score_on_test(
+    champion: dict[str, Any], features: Features, split: Split, metric: str
+) -> float:
+    model = load_model(
+        champion["skops_blob"],
+        str(champion["sha256"]),
+        json.loads(str(champion["trusted_types"])),
+    )
+    columns = json.loads(str(champion["feature_names"]))
+    predicted = model.predict(features.X[split.test].select(columns))
+    return float(REGRESSION[metric].compute(features.y[split.test], np.asarray(predicted)))

@@ -24,11 +24,18 @@ POLARS_DTYPES: dict[str, type[pl.DataType]] = {
 }
 
 
-def build_schema(section: SchemaSection, target: str | None) -> pa.DataFrameSchema:
-    """The dataset's schema; the target column, if any, must be present and never null."""
+def build_schema(
+    section: SchemaSection, target: str | None, *, target_optional: bool = False
+) -> pa.DataFrameSchema:
+    """The dataset's schema. For training the target must be present and never null; for
+    scoring (`target_optional`) it may be absent or null."""
     schema = _from_model(section.model) if section.model else _from_columns(section.columns)
     if target is None:
         return schema
+    if target_optional:
+        if target not in schema.columns:
+            return schema
+        return schema.update_columns({target: {"nullable": True, "required": False}})
     if target in schema.columns:
         return schema.update_columns({target: {"nullable": False}})
     return schema.add_columns({target: pa.Column(None, nullable=False, required=True)})

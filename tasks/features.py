@@ -48,6 +48,21 @@ def prepare_features(frame: pl.DataFrame, section: FeaturesSection, target: str)
     return Features(X=X, y=y, numeric=numeric, categorical=categorical)
 
 
+def scoring_features(
+    frame: pl.DataFrame, section: FeaturesSection, target: str, feature_names: list[str]
+) -> pl.DataFrame:
+    """The same features for new rows at score time; the target column may be absent."""
+    frame = frame.drop([name for name in section.drop if name in frame.columns])
+    if section.sql.strip():
+        frame = warehouse.sql_over_frame(frame, section.sql, "source")
+    missing = [name for name in feature_names if name not in frame.columns]
+    if missing:
+        raise InputError(
+            f"the input lacks feature column(s) the model was trained on: {', '.join(missing)}"
+        )
+    return _model_ready(frame.select(feature_names))
+
+
 def preprocessor(features: Features) -> ColumnTransformer:
     """Imputation, scaling and one-hot encoding, fitted inside each CV fold."""
     parts = []

@@ -30,6 +30,7 @@ class Validated:
     valid: pl.DataFrame
     quarantine: pl.DataFrame  # one row per failed check: row_index, column_name, check_name, value
     n_rows: int
+    valid_rows: pl.Series  # the input position of each valid row, so results can point back
 
     @property
     def n_invalid(self) -> int:
@@ -47,10 +48,13 @@ def quarantine_invalid(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> Valid
     check_failures = _check_failures(cast, schema)
     quarantine = pl.concat([cast_failures, check_failures]).sort("row_index", "column_name")
     bad_rows = quarantine["row_index"].unique()
-    valid = (
-        cast.with_row_index("_row").filter(~pl.col("_row").is_in(bad_rows.implode())).drop("_row")
+    indexed = cast.with_row_index("_row").filter(~pl.col("_row").is_in(bad_rows.implode()))
+    return Validated(
+        valid=indexed.drop("_row"),
+        quarantine=quarantine,
+        n_rows=frame.height,
+        valid_rows=indexed["_row"].cast(pl.Int64),
     )
-    return Validated(valid=valid, quarantine=quarantine, n_rows=frame.height)
 
 
 def enforce_invalid_limit(validated: Validated, max_invalid_fraction: float) -> None:

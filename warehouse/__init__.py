@@ -5,7 +5,10 @@ the file for every other process; writes retry on that lock with backoff for a b
 """
 
 from mallard.warehouse.queries import (
+    champion,
+    feature_profile,
     leaderboard,
+    model,
     query,
     query_source,
     run_record,
@@ -14,12 +17,15 @@ from mallard.warehouse.queries import (
     table_counts,
 )
 from mallard.warehouse.records import RunBundle, RunRecord
-from mallard.warehouse.writes import record_run_started, write_run
+from mallard.warehouse.writes import record_run_started, write_promotion, write_run
 
 __all__ = [
     "RunBundle",
     "RunRecord",
+    "champion",
+    "feature_profile",
     "leaderboard",
+    "model",
     "query",
     "query_source",
     "record_run_started",
@@ -27,5 +33,6 @@ __all__ = [
     "runs",
     "sql_over_frame",
     "table_counts",
+    "write_promotion",
     "write_run",
 ]

@@ -79,6 +79,96 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         FROM per_split;
         """,
     ),
+    (
+        2,
+        "model registry, champion aliases and promotions, predictions, drift",
+        """
+        ALTER TABLE ml.runs ADD COLUMN flow VARCHAR DEFAULT 'train';  -- train | score
+        ALTER TABLE ml.runs ADD COLUMN model_id VARCHAR;  -- score runs: the model that scored
+        CREATE TABLE ml.models (
+            model_id VARCHAR PRIMARY KEY,
+            run_id VARCHAR NOT NULL,
+            pipeline VARCHAR NOT NULL,
+            candidate VARCHAR NOT NULL,
+            family VARCHAR NOT NULL,
+            params JSON NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            skops_blob BLOB NOT NULL,       -- skops zip, never pickle
+            size_bytes BIGINT NOT NULL,
+            sha256 VARCHAR NOT NULL,        -- of skops_blob; checked before every load
+            trusted_types JSON NOT NULL,    -- the only non-default types a load may accept
+            data_sha256 VARCHAR,
+            spec_sha256 VARCHAR,
+            code_version VARCHAR,
+            seed BIGINT,
+            versions JSON,
+            feature_names JSON NOT NULL,
+            target VARCHAR
+        );
+        -- Reference distribution of each feature (and of the predictions) at training time.
+        CREATE TABLE ml.feature_profiles (
+            run_id VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            feature VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            bin INTEGER NOT NULL,
+            lower DOUBLE,
+            upper DOUBLE,
+            category VARCHAR,
+            fraction DOUBLE NOT NULL
+        );
+        -- Full history: a new row per change; the latest row per (pipeline, alias) is current.
+        CREATE TABLE ml.aliases (
+            run_id VARCHAR,                 -- the train run whose rule set it; null if manual
+            pipeline VARCHAR NOT NULL,
+            alias VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            set_at TIMESTAMPTZ NOT NULL,
+            set_by VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL,
+            previous_model_id VARCHAR
+        );
+        -- One row per promotion decision, promoted or not, with the numbers behind it.
+        CREATE TABLE ml.promotions (
+            run_id VARCHAR,
+            pipeline VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            champion_model_id VARCHAR,
+            policy VARCHAR NOT NULL,        -- auto | manual
+            metric VARCHAR,
+            model_value DOUBLE,
+            champion_value DOUBLE,
+            improvement DOUBLE,
+            min_improvement DOUBLE,
+            promoted BOOLEAN NOT NULL,
+            reason VARCHAR NOT NULL,
+            decided_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE ml.predictions (
+            run_id VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            row_index BIGINT NOT NULL,      -- 0-based position in the scored input
+            prediction DOUBLE,
+            probability DOUBLE
+        );
+        CREATE TABLE ml.drift (
+            run_id VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            feature VARCHAR NOT NULL,       -- '__prediction__' for the prediction distribution
+            psi DOUBLE NOT NULL,
+            status VARCHAR NOT NULL         -- stable < 0.1 <= watch < 0.25 <= shifted
+        );
+        CREATE VIEW ml.champions AS
+        SELECT a.pipeline, a.model_id, m.family, m.run_id AS trained_in_run, a.set_at,
+               a.set_by, a.reason, a.previous_model_id, m.sha256, m.size_bytes
+        FROM (
+            SELECT *, row_number() OVER (PARTITION BY pipeline ORDER BY set_at DESC) AS newest
+            FROM ml.aliases WHERE alias = 'champion'
+        ) AS a
+        JOIN ml.models AS m USING (model_id)
+        WHERE a.newest = 1;
+        """,
+    ),
 ]
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
 
 from mallard.errors import InputError, WarehouseError
 from mallard.warehouse.connection import connect
+from mallard.warehouse.writes import RUN_TABLES
 
 
 def query(db: Path, sql: str) -> pl.DataFrame:
@@ -33,7 +35,7 @@ def runs(db: Path, limit: int = 20) -> pl.DataFrame:
     )
 
 
-def run_record(db: Path, run_id: str) -> dict[str, object] | None:
+def run_record(db: Path, run_id: str) -> dict[str, Any] | None:
     frame = query_params(db, "SELECT * FROM ml.runs WHERE run_id = ?", [run_id])
     return frame.row(0, named=True) if frame.height else None
 
@@ -63,7 +65,7 @@ def table_counts(db: Path, run_id: str) -> dict[str, int]:
     """Rows stored under `run_id` in each run table (for checks and summaries)."""
     counts = {}
     with connect(db, read_only=True) as con:
-        for table in ("runs", "quarantine", "cv_results", "metrics"):
+        for table in ("runs", *RUN_TABLES):
             row = con.execute(f"SELECT count(*) FROM ml.{table} WHERE run_id = ?", [run_id])
             counts[table] = int(row.fetchone()[0])  # type: ignore[index]
     return counts
@@ -103,3 +105,39 @@ def sql_over_frame(frame: pl.DataFrame, sql: str, name: str = "source") -> pl.Da
         raise InputError(f"[features.sql] query failed: {exc}") from None
     finally:
         con.close()
+
+
+def champion(db: Path, pipeline: str, ignore_run_id: str | None = None) -> dict[str, Any] | None:
+    """The current champion's ml.models row (with its blob), or None.
+
+    `ignore_run_id` leaves out aliases set by that run: a rerun of a run must be judged against
+    the champion from before it, not against its own earlier attempt.
+    """
+    if not db.exists():
+        return None
+    frame = query_params(
+        db,
+        """
+        SELECT m.* FROM (
+            SELECT model_id FROM ml.aliases
+            WHERE pipeline = ? AND alias = 'champion' AND run_id IS DISTINCT FROM ?
+            ORDER BY set_at DESC LIMIT 1
+        ) AS a JOIN ml.models AS m USING (model_id)
+        """,
+        [pipeline, ignore_run_id],
+    )
+    return frame.row(0, named=True) if frame.height else None
+
+
+def model(db: Path, model_id: str) -> dict[str, Any] | None:
+    frame = query_params(db, "SELECT * FROM ml.models WHERE model_id = ?", [model_id])
+    return frame.row(0, named=True) if frame.height else None
+
+
+def feature_profile(db: Path, model_id: str) -> pl.DataFrame:
+    return query_params(
+        db,
+        "SELECT feature, kind, bin, lower, upper, category, fraction "
+        "FROM ml.feature_profiles WHERE model_id = ? ORDER BY feature, bin",
+        [model_id],
+    )

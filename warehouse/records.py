@@ -32,6 +32,8 @@ class RunRecord:
     code_version: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    flow: str = "train"  # train | score
+    model_id: str | None = None  # score runs: the model that scored
 
     def finished(self, status: str, at: datetime, error: str | None = None) -> RunRecord:
         return replace(self, status=status, finished_at=at, error=error)
@@ -48,3 +50,9 @@ class RunBundle:
     quarantine: pl.DataFrame | None = None  # row_index, column_name, check_name, failure_value
     cv_results: pl.DataFrame | None = None  # candidate, family, params, fold, metric, value
     metrics: pl.DataFrame | None = None  # model_id, family, split, metric, value
+    models: pl.DataFrame | None = None  # ml.models columns but run_id
+    feature_profiles: pl.DataFrame | None = None  # model_id, feature, kind, bin, ..., fraction
+    promotions: pl.DataFrame | None = None  # ml.promotions columns but run_id
+    aliases: pl.DataFrame | None = None  # ml.aliases columns but run_id
+    predictions: pl.DataFrame | None = None  # model_id, row_index, prediction, probability
+    drift: pl.DataFrame | None = None  # model_id, feature, psi, status

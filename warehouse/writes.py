@@ -13,8 +13,18 @@ import polars as pl
 from mallard.warehouse.connection import connect
 from mallard.warehouse.records import RunBundle, RunRecord
 
-# Table name -> the RunBundle attribute that fills it; ml.runs is written from bundle.run.
-RUN_TABLES = {"quarantine": "quarantine", "cv_results": "cv_results", "metrics": "metrics"}
+# Tables filled from the RunBundle attribute of the same name; ml.runs comes from bundle.run.
+RUN_TABLES = (
+    "quarantine",
+    "cv_results",
+    "metrics",
+    "models",
+    "feature_profiles",
+    "promotions",
+    "aliases",
+    "predictions",
+    "drift",
+)
 
 
 def record_run_started(db: Path, run: RunRecord) -> None:
@@ -37,10 +47,23 @@ def write_run(db: Path, bundle: RunBundle) -> None:
             for table in RUN_TABLES:
                 con.execute(f"DELETE FROM ml.{table} WHERE run_id = ?", [bundle.run.run_id])
             _replace_run_row(con, bundle.run)
-            for table, attribute in RUN_TABLES.items():
-                frame = getattr(bundle, attribute)
+            for table in RUN_TABLES:
+                frame = getattr(bundle, table)
                 if frame is not None and frame.height:
                     _insert_frame(con, table, bundle.run.run_id, frame)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+
+def write_promotion(db: Path, promotions: pl.DataFrame, aliases: pl.DataFrame) -> None:
+    """A manual promotion or rollback: the decision and the alias change, atomically."""
+    with connect(db) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            _insert_frame(con, "promotions", None, promotions)
+            _insert_frame(con, "aliases", None, aliases)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -59,7 +82,7 @@ def _replace_run_row(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
 
 
 def _insert_frame(
-    con: duckdb.DuckDBPyConnection, table: str, run_id: str, frame: pl.DataFrame
+    con: duckdb.DuckDBPyConnection, table: str, run_id: str | None, frame: pl.DataFrame
 ) -> None:
     # A distinctive name, so no table or Python variable shadows the registered frame.
     view = f"_mallard_insert_{table}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,6 +108,41 @@ class EvaluateSection(_Section):
     primary_metric: RegressionMetric = "rmse"
 
 
+class PromoteSection(_Section):
+    policy: Literal["auto", "manual"] = "auto"
+    min_improvement: float = Field(default=0.0, ge=0.0)
+
+
+class ScoreSchedule(_Section):
+    cron: str
+    input: str  # glob of files to score, relative to the spec file
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str) -> str:
+        return _check_cron(cron)
+
+
+class ScheduleSection(_Section):
+    train: str | None = None  # cron
+    score: ScoreSchedule | None = None
+
+    @field_validator("train")
+    @classmethod
+    def _valid_cron(cls, cron: str | None) -> str | None:
+        return None if cron is None else _check_cron(cron)
+
+
+def _check_cron(cron: str) -> str:
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(cron, datetime.now(UTC))
+    except CronSimError as exc:
+        raise ValueError(f"'{cron}' is not a valid cron expression: {exc}") from None
+    return cron
+
+
 class Spec(_Section):
     pipeline: PipelineSection
     source: SourceSection
@@ -116,6 +152,8 @@ class Spec(_Section):
     cv: CVSection = Field(default_factory=CVSection)
     candidates: list[Candidate] = Field(min_length=1)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+    promote: PromoteSection = Field(default_factory=PromoteSection)
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection)
 
     # Not part of the TOML: where the spec came from, for relative paths and lineage.
     spec_path: Path = Field(default=Path("."), exclude=True)
@@ -127,12 +165,14 @@ class Spec(_Section):
 
     def source_files(self) -> list[Path]:
         """The files the source path names, resolved against the spec's folder, sorted."""
-        if self.source.path is None:
-            return []
-        pattern = Path(self.source.path)
-        if not pattern.is_absolute():
-            pattern = self.spec_path.parent / pattern
-        return sorted(Path(p) for p in glob.glob(str(pattern)))
+        return [] if self.source.path is None else self.resolve_files(self.source.path)
+
+    def resolve_files(self, pattern: str) -> list[Path]:
+        """Files matching a path or glob; relative patterns are read from the spec's folder."""
+        path = Path(pattern)
+        if not path.is_absolute():
+            path = self.spec_path.parent / path
+        return sorted(Path(p) for p in glob.glob(str(path)))
 
     def candidate_names(self) -> list[str]:
         """Unique, stable names: the explicit name, else the family, suffixed on repeats."""
@@ -152,9 +192,15 @@ def load_spec(path: Path) -> Spec:
         raise SpecError(f"spec file not found: {path}")
     try:
         text = path.read_text(encoding="utf-8")
-        raw = tomllib.loads(text)
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not valid TOML: the file is not UTF-8 text") from None
+    return parse_spec(text, path)
+
+
+def parse_spec(text: str, path: Path) -> Spec:
+    """Check spec `text` as if it were the file `path` (relative paths resolve from there)."""
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
     try:

@@ -97,15 +97,22 @@ def select(db: Path, sql: str, params: list[object] | None = None) -> pl.DataFra
 # --- write_run ---------------------------------------------------------------------------------
 
 
+def counts_of(db: Path, run_id: str) -> dict[str, int]:
+    """Row counts under run_id of the tables that hold any."""
+    return {t: n for t, n in warehouse.table_counts(db, run_id).items() if n}
+
+
 def test_write_run_stores_every_table(db: Path) -> None:
     write_run(db, bundle())
 
-    assert warehouse.table_counts(db, "run-1") == {
+    counts = warehouse.table_counts(db, "run-1")
+    assert {t: counts[t] for t in ("runs", "quarantine", "cv_results", "metrics")} == {
         "runs": 1,
         "quarantine": 2,
         "cv_results": 3,
         "metrics": 2,
     }
+    assert counts["models"] == counts["predictions"] == counts["drift"] == 0
     stored = warehouse.run_record(db, "run-1")
     assert stored is not None
     assert stored["status"] == "succeeded"
@@ -130,12 +137,14 @@ def test_rerunning_the_same_run_id_does_not_duplicate(db: Path) -> None:
     write_run(db, bundle())
     write_run(db, bundle())
 
-    assert warehouse.table_counts(db, "run-1") == {
+    counts = warehouse.table_counts(db, "run-1")
+    assert {t: counts[t] for t in ("runs", "quarantine", "cv_results", "metrics")} == {
         "runs": 1,
         "quarantine": 2,
         "cv_results": 3,
         "metrics": 2,
     }
+    assert counts["models"] == counts["predictions"] == counts["drift"] == 0
     assert select(db, "SELECT * FROM ml.metrics ORDER BY metric").equals(first)
 
 
@@ -146,12 +155,7 @@ def test_a_rerun_replaces_rows_it_no_longer_has(db: Path) -> None:
         db, RunBundle(run=run_record(status="failed", error="boom"), quarantine=quarantine(9))
     )
 
-    assert warehouse.table_counts(db, "run-1") == {
-        "runs": 1,
-        "quarantine": 1,
-        "cv_results": 0,
-        "metrics": 0,
-    }
+    assert counts_of(db, "run-1") == {"runs": 1, "quarantine": 1}
     stored = warehouse.run_record(db, "run-1")
     assert stored is not None and (stored["status"], stored["error"]) == ("failed", "boom")
     assert select(db, "SELECT row_index FROM ml.quarantine")["row_index"].to_list() == [9]
@@ -170,12 +174,7 @@ def test_writing_one_run_leaves_other_runs_alone(db: Path) -> None:
 def test_empty_and_missing_frames_write_nothing(db: Path) -> None:
     write_run(db, RunBundle(run=run_record(), quarantine=quarantine(), metrics=None))
 
-    assert warehouse.table_counts(db, "run-1") == {
-        "runs": 1,
-        "quarantine": 0,
-        "cv_results": 0,
-        "metrics": 0,
-    }
+    assert counts_of(db, "run-1") == {"runs": 1}
 
 
 def test_a_failure_mid_write_rolls_back_to_the_previous_state(db: Path) -> None:
@@ -206,12 +205,7 @@ def test_a_failed_first_write_leaves_no_rows(db: Path) -> None:
     with pytest.raises(duckdb.Error, match="oops"):
         write_run(db, bad)
 
-    assert warehouse.table_counts(db, "new") == {
-        "runs": 0,
-        "quarantine": 0,
-        "cv_results": 0,
-        "metrics": 0,
-    }
+    assert counts_of(db, "new") == {}
 
 
 def test_the_file_is_released_after_a_failed_write(db: Path) -> None:
