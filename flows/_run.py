@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from mallard.tasks.metrics import REGRESSION
 from mallard.warehouse import RunBundle, RunRecord
 
 T = TypeVar("T")
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
 def new_run_id(pipeline: str, flow: str = "train") -> str:

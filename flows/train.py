@@ -4,7 +4,6 @@ evaluate -> register models -> champion rule -> one warehouse transaction."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +22,9 @@ from mallard import warehouse
 from mallard.config import warehouse_path
 from mallard.errors import MallardError
 from mallard.flows import _quiet_user_errors
-from mallard.flows._run import Progress, guarded_run, new_run_id, start_record
+from mallard.flows._run import Logger, Progress, guarded_run, new_run_id, start_record
 from mallard.schemas.inline import build_schema
-from mallard.spec import Candidate, Spec, load_spec
+from mallard.spec import Candidate, Spec, load_spec, parse_spec
 from mallard.tasks.evaluate import evaluate
 from mallard.tasks.families import BASELINE
 from mallard.tasks.features import Features, build_features
@@ -40,8 +39,6 @@ from mallard.tasks.validate import enforce_invalid_limit, validate
 from mallard.warehouse import RunBundle
 
 _quiet_user_errors.install()
-
-Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
 @dataclass(frozen=True)
@@ -65,24 +62,36 @@ class RunResult:
     validate_parameters=False,
 )
 def train(
-    spec_path: Path, warehouse_file: Path | None = None, run_id: str | None = None
+    spec_path: Path,
+    warehouse_file: Path | None = None,
+    run_id: str | None = None,
+    spec_toml: str | None = None,
+    may_promote: bool = True,
 ) -> RunResult | State:
     """Train and evaluate every candidate of the spec; write the run to the warehouse.
 
+    `spec_toml`, when given, is used instead of the file's current text (a stored run's spec,
+    for `mallard repro`); relative paths still resolve from `spec_path`'s folder. With
+    `may_promote` false the champion rule is recorded as skipped (reproduction runs).
     A user-caused failure (bad spec, bad data) ends the flow run Failed with a one-line message
     and no traceback; the run record and quarantine are still written for inspection in SQL.
     """
     try:
-        spec = load_spec(Path(spec_path))
+        path = Path(spec_path)
+        spec = load_spec(path) if spec_toml is None else parse_spec(spec_toml, path)
     except MallardError as exc:
         get_run_logger().error(str(exc))
         return Failed(message=str(exc), data=exc)
     db = warehouse_path(warehouse_file)
     progress = Progress(start_record(spec, run_id or new_run_id(spec.pipeline.name), "train"))
-    return guarded_run(db, progress, lambda: _train(spec, db, progress, get_run_logger()), "train")
+    return guarded_run(
+        db, progress, lambda: _train(spec, db, progress, get_run_logger(), may_promote), "train"
+    )
 
 
-def _train(spec: Spec, db: Path, progress: Progress, logger: Logger) -> RunResult:
+def _train(
+    spec: Spec, db: Path, progress: Progress, logger: Logger, may_promote: bool
+) -> RunResult:
     log = logger.info
     primary = spec.evaluate.primary_metric
     schema = build_schema(spec.schema_, spec.pipeline.target)
@@ -136,7 +145,9 @@ def _train(spec: Spec, db: Path, progress: Progress, logger: Logger) -> RunResul
     log("register: %d models saved with skops (%s)", registered.models.height, sizes)
 
     best_id = _best_on_validation(metrics, primary)
-    decision = _champion_decision(spec, db, run.run_id, best_id, metrics, features, split)
+    decision = _champion_decision(
+        spec, db, run.run_id, best_id, metrics, features, split, may_promote
+    )
     log(
         "promote: %s %s (%s)",
         best_id,
@@ -237,6 +248,7 @@ def _champion_decision(
     metrics: pl.DataFrame,
     features: Features,
     split: Split,
+    may_promote: bool,
 ) -> Decision:
     primary = spec.evaluate.primary_metric
     model_value = metrics.filter(
@@ -259,7 +271,7 @@ def _champion_decision(
         model_id=model_id,
         model_value=model_value,
         metric=primary,
-        policy=spec.promote.policy,
+        policy=spec.promote.policy if may_promote else "never",
         min_improvement=spec.promote.min_improvement,
         champion_model_id=None if champion is None else champion["model_id"],
         champion_value=champion_value,

@@ -21,16 +21,16 @@ class Decision:
     model_id: str
     champion_model_id: str | None
     policy: str
-    metric: str
-    model_value: float
+    metric: str | None
+    model_value: float | None
     champion_value: float | None
-    min_improvement: float
+    min_improvement: float | None
     promoted: bool
     reason: str
 
     @property
     def improvement(self) -> float | None:
-        if self.champion_value is None:
+        if self.champion_value is None or self.model_value is None or self.metric is None:
             return None
         gain = self.model_value - self.champion_value
         return gain if REGRESSION[self.metric].greater_is_better else -gain
@@ -67,6 +67,8 @@ def decide(
 
     if policy == "manual":
         return verdict(False, "policy is manual: promote with `mallard promote`")
+    if policy == "never":
+        return verdict(False, "a reproduction run never changes the champion")
     if champion_model_id is None:
         return verdict(True, "no champion yet")
     if champion_problem is not None or champion_value is None:
@@ -77,9 +79,33 @@ def decide(
     if improvement > 0 and improvement >= min_improvement:
         reason = f"beats the champion on test {metric} by {improvement:.4g} (≥ {min_improvement:g})"
         return verdict(True, reason)
+    if improvement <= 0:
+        return verdict(
+            False,
+            f"does not beat the champion on test {metric} "
+            f"({model_value:.6g} vs {champion_value:.6g})",
+        )
     return verdict(
         False,
         f"test {metric} improvement {improvement:.4g} is below the required {min_improvement:g}",
+    )
+
+
+def manual_decision(
+    pipeline: str, model_id: str, champion_model_id: str | None, reason: str
+) -> Decision:
+    """A person's choice (promotion or rollback): recorded like the rule's, with their reason."""
+    return Decision(
+        pipeline=pipeline,
+        model_id=model_id,
+        champion_model_id=champion_model_id,
+        policy="manual",
+        metric=None,
+        model_value=None,
+        champion_value=None,
+        min_improvement=None,
+        promoted=True,
+        reason=reason,
     )
 
 
@@ -104,7 +130,14 @@ def promotion_rows(
                 "decided_at": at,
             }
         ],
-        schema_overrides={"champion_value": pl.Float64, "improvement": pl.Float64},
+        schema_overrides={
+            "metric": pl.String,
+            "model_value": pl.Float64,
+            "champion_value": pl.Float64,
+            "improvement": pl.Float64,
+            "min_improvement": pl.Float64,
+            "champion_model_id": pl.String,
+        },
     )
     aliases = pl.DataFrame(
         [

@@ -71,7 +71,7 @@ def table_counts(db: Path, run_id: str) -> dict[str, int]:
     return counts
 
 
-def query_params(db: Path, sql: str, params: list[object]) -> pl.DataFrame:
+def query_params(db: Path, sql: str, params: list[object] | dict[str, object]) -> pl.DataFrame:
     with connect(db, read_only=True) as con:
         return con.sql(sql, params=params).pl()
 
@@ -140,4 +140,47 @@ def feature_profile(db: Path, model_id: str) -> pl.DataFrame:
         "SELECT feature, kind, bin, lower, upper, category, fraction "
         "FROM ml.feature_profiles WHERE model_id = ? ORDER BY feature, bin",
         [model_id],
+    )
+
+
+def run_models(db: Path, run_id: str) -> pl.DataFrame:
+    """The models a run registered, without their blobs."""
+    return query_params(
+        db,
+        "SELECT model_id, family, params, size_bytes, sha256 FROM ml.models "
+        "WHERE run_id = ? ORDER BY model_id",
+        [run_id],
+    )
+
+
+def compare_runs(db: Path, original: str, rerun: str) -> pl.DataFrame:
+    """Data fingerprint, each model's sha256 and all metrics of two runs, side by side."""
+    return query_params(
+        db,
+        """
+        WITH
+        a AS (SELECT split_part(model_id, ':', -1) AS candidate, sha256
+              FROM ml.models WHERE run_id = $original),
+        b AS (SELECT split_part(model_id, ':', -1) AS candidate, sha256
+              FROM ml.models WHERE run_id = $rerun),
+        ma AS (SELECT split_part(model_id, ':', -1) AS candidate, split, metric, value
+               FROM ml.metrics WHERE run_id = $original),
+        mb AS (SELECT split_part(model_id, ':', -1) AS candidate, split, metric, value
+               FROM ml.metrics WHERE run_id = $rerun)
+        SELECT 'data sha256' AS item, a.data_sha256[:16] AS original,
+               b.data_sha256[:16] AS rerun,
+               a.data_sha256 IS NOT DISTINCT FROM b.data_sha256 AS identical
+        FROM ml.runs AS a, ml.runs AS b WHERE a.run_id = $original AND b.run_id = $rerun
+        UNION ALL
+        SELECT 'model ' || coalesce(a.candidate, b.candidate), a.sha256[:16], b.sha256[:16],
+               a.sha256 IS NOT DISTINCT FROM b.sha256
+        FROM a FULL JOIN b USING (candidate)
+        UNION ALL
+        SELECT 'metrics',
+               count(ma.value)::VARCHAR || ' values',
+               count(mb.value)::VARCHAR || ' values',
+               count(*) FILTER (WHERE ma.value IS DISTINCT FROM mb.value) = 0
+        FROM ma FULL JOIN mb USING (candidate, split, metric)
+        """,
+        {"original": original, "rerun": rerun},
     )

@@ -1,70 +1,22 @@
-"""The `mallard` command line. Heavy libraries are imported inside commands so --help is fast."""
+"""Commands that train and read results: run, demo, runs, leaderboard, sql."""
 
 from __future__ import annotations
 
-import functools
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from mallard.config import WAREHOUSE_ENV
+from mallard.cli.app import app
+from mallard.cli.output import WarehouseOption, console, print_frame, run_flow, user_errors
 from mallard.errors import MallardError
 
 if TYPE_CHECKING:
     import polars as pl
 
     from mallard.flows.train import RunResult
-
-app = typer.Typer(
-    name="mallard",
-    help="Validated, cross-validated models from a file or SQL query, kept in a DuckDB warehouse.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-console = Console()
-errors = Console(stderr=True)
-
-EXIT_OK, EXIT_INTERNAL = 0, 1
-WarehouseOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--warehouse", "-w", envvar=WAREHOUSE_ENV, help="DuckDB file [default: ./warehouse.duckdb]"
-    ),
-]
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def user_errors(command: F) -> F:
-    """Turn a MallardError into one red line and its exit code; anything else is a bug (exit 1)."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except MallardError as exc:
-            errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            if os.environ.get("MALLARD_DEBUG"):
-                raise
-            errors.print(
-                f"[bold red]internal error:[/] {escape(repr(exc))}\n"
-                "This is a bug in mallard; rerun with MALLARD_DEBUG=1 for the traceback.",
-                highlight=False,
-            )
-            raise typer.Exit(EXIT_INTERNAL) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @app.command()
@@ -113,7 +65,7 @@ def runs(
     from mallard import warehouse as wh
     from mallard.config import warehouse_path
 
-    _print_frame(wh.runs(warehouse_path(warehouse), limit), title="runs")
+    print_frame(wh.runs(warehouse_path(warehouse), limit), title="runs")
 
 
 @app.command()
@@ -151,33 +103,24 @@ def sql(
     elif output == "json":
         sys.stdout.write(frame.write_json() + "\n")
     else:
-        _print_frame(frame)
+        print_frame(frame)
 
 
 def _train(spec: Path, warehouse: Path | None, run_id: str | None) -> RunResult:
-    from mallard.config import configure_prefect_environment
-
-    configure_prefect_environment()
     from mallard.flows.train import RunResult, train
 
-    state = train(spec, warehouse, run_id, return_state=True)
-    if state.is_failed():
-        failure = state.result(raise_on_failure=False)
-        if isinstance(failure, BaseException):
-            raise failure
-        raise MallardError(state.message or "the train flow failed")
-    result = state.result()
-    if not isinstance(result, RunResult):
-        raise MallardError(f"the train flow returned {type(result).__name__}, not a run result")
-    return result
+    return run_flow(train, RunResult, spec, warehouse, run_id)
 
 
 def _print_result(result: RunResult) -> None:
+    from mallard import warehouse as wh
+
+    verdict = "promoted to champion" if result.promoted else "not promoted"
     console.print(
         f"run [bold]{result.run_id}[/]: {result.n_rows} rows, {result.n_invalid} quarantined; "
-        f"warehouse {result.warehouse}"
+        f"warehouse {result.warehouse}\n"
+        f"best on validation: {result.best_model_id}, {verdict} ({escape(result.promotion_reason)})"
     )
-    from mallard import warehouse as wh
 
     board = wh.leaderboard(result.warehouse, run_id=result.run_id)
     _print_leaderboard(board, title=f"leaderboard: {result.pipeline}")
@@ -196,31 +139,4 @@ def _print_leaderboard(board: pl.DataFrame, title: str) -> None:
         pl.col("validation_value").alias(f"validation {metric}"),
         pl.col("cv_value").alias(f"cv {metric}"),
     )
-    _print_frame(shown, title=title)
-
-
-def _print_frame(frame: pl.DataFrame, title: str | None = None) -> None:
-    table = Table(title=title, title_justify="left")
-    for name in frame.columns:
-        table.add_column(name, overflow="fold")
-    for row in frame.iter_rows():
-        table.add_row(*(escape(_cell(value)) for value in row))
-    console.print(table)
-    if frame.is_empty():
-        console.print("(no rows)")
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
+    print_frame(shown, title=title)

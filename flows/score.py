@@ -1,0 +1,169 @@
+"""The `score` flow: the pipeline's champion batch-scores new rows, validated with the same
+schema, and the predictions and per-feature drift go to the warehouse in one transaction."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from prefect import flow, get_run_logger
+from prefect.states import Failed, State
+
+from mallard import warehouse
+from mallard.config import warehouse_path
+from mallard.errors import InputError, MallardError
+from mallard.flows import _quiet_user_errors
+from mallard.flows._run import Logger, Progress, guarded_run, new_run_id, start_record
+from mallard.schemas.inline import build_schema
+from mallard.spec import Spec, load_spec
+from mallard.tasks.drift import psi_table
+from mallard.tasks.features import scoring_features
+from mallard.tasks.ingest import ingest
+from mallard.tasks.model_files import load_model
+from mallard.tasks.validate import enforce_invalid_limit, validate
+from mallard.warehouse import RunBundle
+
+_quiet_user_errors.install()
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    run_id: str
+    pipeline: str
+    model_id: str
+    warehouse: Path
+    n_rows: int
+    n_invalid: int
+    n_scored: int
+    drift: pl.DataFrame  # feature, psi, status
+    output: Path | None
+
+
+@flow(name="score", validate_parameters=False)
+def score(
+    spec_path: Path,
+    input_path: str,
+    warehouse_file: Path | None = None,
+    output: Path | None = None,
+    run_id: str | None = None,
+) -> ScoreResult | State:
+    """Score the files matching `input_path` (a path or glob) with the pipeline's champion."""
+    try:
+        spec = load_spec(Path(spec_path))
+    except MallardError as exc:
+        get_run_logger().error(str(exc))
+        return Failed(message=str(exc), data=exc)
+    db = warehouse_path(warehouse_file)
+    progress = Progress(
+        start_record(spec, run_id or new_run_id(spec.pipeline.name, "score"), "score")
+    )
+    return guarded_run(
+        db,
+        progress,
+        lambda: _score(spec, str(input_path), db, output, progress, get_run_logger()),
+        "score",
+    )
+
+
+def _score(
+    spec: Spec, input_path: str, db: Path, output: Path | None, progress: Progress, logger: Logger
+) -> ScoreResult:
+    log = logger.info
+    pipeline, target = spec.pipeline.name, spec.pipeline.target
+    champion = warehouse.champion(db, pipeline)
+    if champion is None:
+        raise InputError(
+            f"pipeline '{pipeline}' has no champion model to score with: train it with "
+            "`mallard run SPEC` (promote policy auto) or choose one with `mallard promote`"
+        )
+    model_id = str(champion["model_id"])
+    progress.run = progress.run.with_data(model_id=model_id)
+    model = _load(champion)
+    log("model: champion %s (%s), sha256 verified", model_id, champion["family"])
+
+    files = sorted(Path(p) for p in glob.glob(input_path))
+    if not files:
+        raise InputError(f"no input file matches '{input_path}'")
+    schema = build_schema(spec.schema_, target, target_optional=True)
+    typed_columns = [name for name, column in schema.columns.items() if column.dtype is not None]
+    raw = ingest(files, None, db, typed_columns)
+    progress.run = progress.run.with_data(
+        source=raw.description, data_sha256=raw.sha256, n_rows=raw.frame.height
+    )
+    log("ingest: %d rows from %s", raw.frame.height, raw.description)
+    checked = validate(raw.frame, schema)
+    progress.run = progress.run.with_data(n_invalid=checked.n_invalid)
+    progress.quarantine = checked.quarantine
+    log("validate: %d rows valid, %d quarantined", checked.valid.height, checked.n_invalid)
+    enforce_invalid_limit(checked, spec.schema_.max_invalid_fraction)
+
+    X = scoring_features(
+        checked.valid, spec.features, target, json.loads(str(champion["feature_names"]))
+    )
+    predicted = np.asarray(model.predict(X), dtype=float)
+    drift = psi_table(warehouse.feature_profile(db, model_id), X, predicted)
+    shifted = drift.filter(pl.col("status") != "stable")
+    log(
+        "drift: %d of %d features not stable%s",
+        shifted.height,
+        drift.height,
+        "" if shifted.is_empty() else f" ({', '.join(shifted['feature'])})",
+    )
+    predictions = pl.DataFrame(
+        {
+            "model_id": model_id,
+            "row_index": checked.valid_rows,
+            "prediction": predicted,
+            "probability": pl.Series([None] * len(predicted), dtype=pl.Float64),
+        }
+    )
+    run = progress.run.finished("succeeded", datetime.now(UTC))
+    warehouse.write_run(
+        db,
+        RunBundle(
+            run=run,
+            quarantine=checked.quarantine,
+            predictions=predictions,
+            drift=drift.with_columns(pl.lit(model_id).alias("model_id")),
+        ),
+    )
+    if output is not None:
+        _write_parquet(checked.valid, predictions, Path(output))
+        log("output: %d predictions written to %s", predictions.height, output)
+    log("done: %d rows scored by %s; written to %s", predictions.height, model_id, db)
+    return ScoreResult(
+        run_id=run.run_id,
+        pipeline=pipeline,
+        model_id=model_id,
+        warehouse=db,
+        n_rows=raw.frame.height,
+        n_invalid=checked.n_invalid,
+        n_scored=predictions.height,
+        drift=drift,
+        output=None if output is None else Path(output),
+    )
+
+
+def _load(champion: dict[str, Any]) -> Any:
+    return load_model(
+        champion["skops_blob"], str(champion["sha256"]), json.loads(str(champion["trusted_types"]))
+    )
+
+
+def _write_parquet(rows: pl.DataFrame, predictions: pl.DataFrame, path: Path) -> None:
+    """Input columns plus row_index and prediction; written aside, then renamed into place, so
+    a reader never sees half a file."""
+    frame = rows.with_columns(
+        predictions["row_index"].alias("row_index"), predictions["prediction"].alias("prediction")
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    frame.write_parquet(partial)
+    os.replace(partial, path)

@@ -1,0 +1,12 @@
+"""The `mallard` command line. Heavy libraries are imported inside commands so --help is fast."""
+
+from __future__ import annotations
+
+from mallard.cli import lifecycle_commands, train_commands
+from mallard.cli.app import app
+
+__all__ = ["app", "lifecycle_commands", "main", "train_commands"]
+
+
+def main() -> None:
+    app()

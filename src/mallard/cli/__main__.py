@@ -1,0 +1,3 @@
+from mallard.cli import main
+
+main()

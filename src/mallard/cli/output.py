@@ -1,0 +1,94 @@
+"""What every command shares: the consoles, the error-to-exit-code wrapper, table printing."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from mallard.config import WAREHOUSE_ENV
+from mallard.errors import MallardError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+console = Console()
+errors = Console(stderr=True)
+
+EXIT_INTERNAL = 1
+WarehouseOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--warehouse", "-w", envvar=WAREHOUSE_ENV, help="DuckDB file [default: ./warehouse.duckdb]"
+    ),
+]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(command: F) -> F:
+    """Turn a MallardError into one red line and its exit code; anything else is a bug (exit 1)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MallardError as exc:
+            errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if os.environ.get("MALLARD_DEBUG"):
+                raise
+            errors.print(
+                f"[bold red]internal error:[/] {escape(repr(exc))}\n"
+                "This is a bug in mallard; rerun with MALLARD_DEBUG=1 for the traceback.",
+                highlight=False,
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_frame(frame: pl.DataFrame, title: str | None = None, markup: bool = False) -> None:
+    """A frame as a rich table; cells are escaped unless `markup` says they carry styling."""
+    table = Table(title=title, title_justify="left")
+    for name in frame.columns:
+        table.add_column(name, overflow="fold")
+    for row in frame.iter_rows():
+        table.add_row(*(cell_text(v) if markup else escape(cell_text(v)) for v in row))
+    console.print(table)
+    if frame.is_empty():
+        console.print("(no rows)")
+
+
+def cell_text(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+R = TypeVar("R")
+
+
+def run_flow(flow: Callable[..., Any], result_type: type[R], *args: Any) -> R:
+    """Run a Prefect flow; a failed run re-raises its MallardError for `user_errors` to print."""
+    state = flow(*args, return_state=True)
+    if state.is_failed():
+        failure = state.result(raise_on_failure=False)
+        if isinstance(failure, BaseException):
+            raise failure
+        raise MallardError(state.message or f"the {flow.__name__} flow failed")
+    result = state.result()
+    if not isinstance(result, result_type):
+        raise MallardError(f"the flow returned {type(result).__name__}, not {result_type.__name__}")
+    return result
