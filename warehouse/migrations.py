@@ -169,6 +169,72 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         WHERE a.newest = 1;
         """,
     ),
+    (
+        3,
+        "classification and clustering results, explanations, fairness, reports",
+        """
+        -- Train runs also store their test-split predictions (split = 'test'), for plots.
+        ALTER TABLE ml.predictions ADD COLUMN split VARCHAR;      -- null for score runs
+        ALTER TABLE ml.predictions ADD COLUMN label VARCHAR;      -- class label or cluster
+        ALTER TABLE ml.predictions ADD COLUMN actual DOUBLE;      -- regression truth, if known
+        ALTER TABLE ml.predictions ADD COLUMN actual_label VARCHAR;  -- class truth, if known
+        ALTER TABLE ml.models ADD COLUMN task VARCHAR;
+        ALTER TABLE ml.models ADD COLUMN decision_threshold DOUBLE;  -- tuned, binary only
+        CREATE TABLE ml.confusion (
+            run_id VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            actual VARCHAR NOT NULL,
+            predicted VARCHAR NOT NULL,
+            n BIGINT NOT NULL
+        );
+        CREATE TABLE ml.cluster_assignments (
+            run_id VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            row_index BIGINT NOT NULL,
+            cluster INTEGER NOT NULL
+        );
+        -- Per-cluster size and mean of each numeric input feature: describes each segment.
+        CREATE TABLE ml.cluster_profiles (
+            run_id VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            cluster INTEGER NOT NULL,
+            n_rows BIGINT NOT NULL,
+            feature VARCHAR NOT NULL,
+            mean DOUBLE
+        );
+        CREATE TABLE ml.feature_importance (
+            run_id VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            feature VARCHAR NOT NULL,       -- an input column, not a one-hot column
+            importance_mean DOUBLE NOT NULL,
+            importance_std DOUBLE NOT NULL,
+            rank INTEGER NOT NULL
+        );
+        CREATE TABLE ml.fairness (
+            run_id VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            attribute VARCHAR NOT NULL,
+            "group" VARCHAR NOT NULL,
+            metric VARCHAR NOT NULL,
+            value DOUBLE
+        );
+        CREATE TABLE ml.fairness_summary (
+            run_id VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            attribute VARCHAR NOT NULL,
+            metric VARCHAR NOT NULL,        -- e.g. demographic_parity_difference
+            value DOUBLE,
+            max_disparity DOUBLE,
+            status VARCHAR NOT NULL         -- pass | warn
+        );
+        CREATE TABLE ml.reports (
+            run_id VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            html VARCHAR NOT NULL           -- self-contained: plots inline, no network
+        );
+        """,
+    ),
 ]
 
 

@@ -56,3 +56,10 @@ class RunBundle:
     aliases: pl.DataFrame | None = None  # ml.aliases columns but run_id
     predictions: pl.DataFrame | None = None  # model_id, row_index, prediction, probability
     drift: pl.DataFrame | None = None  # model_id, feature, psi, status
+    confusion: pl.DataFrame | None = None  # model_id, split, actual, predicted, n
+    cluster_assignments: pl.DataFrame | None = None  # model_id, row_index, cluster
+    cluster_profiles: pl.DataFrame | None = None  # model_id, cluster, n_rows, feature, mean
+    feature_importance: pl.DataFrame | None = None  # model_id, feature, mean, std, rank
+    fairness: pl.DataFrame | None = None  # model_id, attribute, group, metric, value
+    fairness_summary: pl.DataFrame | None = None  # model_id, attribute, metric, value, ...
+    reports: pl.DataFrame | None = None  # created_at, html

@@ -24,6 +24,13 @@ RUN_TABLES = (
     "aliases",
     "predictions",
     "drift",
+    "confusion",
+    "cluster_assignments",
+    "cluster_profiles",
+    "feature_importance",
+    "fairness",
+    "fairness_summary",
+    "reports",
 )
 
 

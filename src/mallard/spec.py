@@ -61,6 +61,9 @@ class ColumnSpec(_Section):
     lt: float | None = None
     isin: list[str | int | float | bool] | None = None
     regex: str | None = None
+    # Personal data: dropped at ingest, salted-sha256 hashed, or generalised (dates to month,
+    # numbers to bins, text such as postcodes to a prefix) before anything is stored or trained.
+    pii: Literal["drop", "hash", "generalise"] | None = None
 
 
 class SchemaSection(_Section):
@@ -143,6 +146,12 @@ def _check_cron(cron: str) -> str:
     return cron
 
 
+class FairnessSection(_Section):
+    sensitive: list[str] = Field(default_factory=list)  # columns audited per group
+    use_as_feature: bool = False  # audited columns are left out of the features by default
+    max_disparity: float = Field(default=0.2, ge=0.0)  # above it a gap is flagged "warn"
+
+
 class Spec(_Section):
     pipeline: PipelineSection
     source: SourceSection
@@ -154,6 +163,7 @@ class Spec(_Section):
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     promote: PromoteSection = Field(default_factory=PromoteSection)
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
+    fairness: FairnessSection = Field(default_factory=FairnessSection)
 
     # Not part of the TOML: where the spec came from, for relative paths and lineage.
     spec_path: Path = Field(default=Path("."), exclude=True)
