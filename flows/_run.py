@@ -17,7 +17,7 @@ from mallard import warehouse
 from mallard.errors import MallardError
 from mallard.lineage import code_version, library_versions
 from mallard.spec import Spec
-from mallard.tasks.metrics import REGRESSION
+from mallard.tasks.metrics import greater_is_better
 from mallard.warehouse import RunBundle, RunRecord
 
 T = TypeVar("T")
@@ -43,7 +43,7 @@ class Progress:
 
 
 def start_record(spec: Spec, run_id: str, flow: str) -> RunRecord:
-    primary = spec.evaluate.primary_metric
+    primary = spec.primary_metric
     return RunRecord(
         run_id=run_id,
         pipeline=spec.pipeline.name,
@@ -55,7 +55,7 @@ def start_record(spec: Spec, run_id: str, flow: str) -> RunRecord:
         spec_path=str(spec.spec_path),
         seed=spec.pipeline.seed,
         primary_metric=primary,
-        greater_is_better=REGRESSION[primary].greater_is_better,
+        greater_is_better=greater_is_better(primary),
         code_version=code_version(),
         versions=library_versions(),
         flow=flow,

@@ -24,9 +24,12 @@ from mallard.flows._run import Logger, Progress, guarded_run, new_run_id, start_
 from mallard.schemas.inline import build_schema
 from mallard.spec import Spec, load_spec
 from mallard.tasks.drift import psi_table
+from mallard.tasks.evaluate import positive_probability
 from mallard.tasks.features import scoring_features
 from mallard.tasks.ingest import ingest
+from mallard.tasks.metrics import Target
 from mallard.tasks.model_files import load_model
+from mallard.tasks.register import prediction_values
 from mallard.tasks.validate import enforce_invalid_limit, validate
 from mallard.warehouse import RunBundle
 
@@ -76,7 +79,7 @@ def _score(
     spec: Spec, input_path: str, db: Path, output: Path | None, progress: Progress, logger: Logger
 ) -> ScoreResult:
     log = logger.info
-    pipeline, target = spec.pipeline.name, spec.pipeline.target
+    pipeline, target = spec.pipeline.name, spec.target
     champion = warehouse.champion(db, pipeline)
     if champion is None:
         raise InputError(
@@ -104,25 +107,18 @@ def _score(
     log("validate: %d rows valid, %d quarantined", checked.valid.height, checked.n_invalid)
     enforce_invalid_limit(checked, spec.schema_.max_invalid_fraction)
 
-    X = scoring_features(
-        checked.valid, spec.features, target, json.loads(str(champion["feature_names"]))
+    X = scoring_features(checked.valid, spec.features, json.loads(str(champion["feature_names"])))
+    about = _target(champion, model)
+    predictions = prediction_rows(model_id, model, X, about, checked.valid_rows)
+    drift = psi_table(
+        warehouse.feature_profile(db, model_id), X, prediction_values(model, X, about)
     )
-    predicted = np.asarray(model.predict(X), dtype=float)
-    drift = psi_table(warehouse.feature_profile(db, model_id), X, predicted)
     shifted = drift.filter(pl.col("status") != "stable")
     log(
         "drift: %d of %d features not stable%s",
         shifted.height,
         drift.height,
         "" if shifted.is_empty() else f" ({', '.join(shifted['feature'])})",
-    )
-    predictions = pl.DataFrame(
-        {
-            "model_id": model_id,
-            "row_index": checked.valid_rows,
-            "prediction": predicted,
-            "probability": pl.Series([None] * len(predicted), dtype=pl.Float64),
-        }
     )
     run = progress.run.finished("succeeded", datetime.now(UTC))
     warehouse.write_run(
@@ -149,6 +145,39 @@ def _score(
         drift=drift,
         output=None if output is None else Path(output),
     )
+
+
+def prediction_rows(
+    model_id: str, model: Any, X: pl.DataFrame, target: Target, row_index: pl.Series
+) -> pl.DataFrame:
+    """ml.predictions rows: the value for regression; label and probability for classes;
+    the cluster for segments."""
+    predicted = np.asarray(model.predict(X))
+    rows = pl.DataFrame({"model_id": model_id, "row_index": row_index}).with_columns(
+        prediction=pl.lit(None, pl.Float64),
+        label=pl.lit(None, pl.String),
+        probability=pl.lit(None, pl.Float64),
+    )
+    if target.task == "regression":
+        return rows.with_columns(prediction=pl.Series(predicted.astype(float)))
+    labels = pl.Series(predicted.astype(str))
+    if target.task == "clustering":
+        return rows.with_columns(label=labels, prediction=pl.Series(predicted.astype(float)))
+    probability = positive_probability(model, X, target)
+    return rows.with_columns(
+        label=labels,
+        probability=pl.Series(probability, dtype=pl.Float64) if probability is not None else None,
+    )
+
+
+def _target(champion: dict[str, Any], model: Any) -> Target:
+    task = str(champion["task"] or "regression")
+    if task != "classification":
+        return Target(task)
+    classes = tuple(model.classes_.tolist())
+    positive = champion["positive_class"]
+    pos_label = next((c for c in classes if str(c) == positive), None)
+    return Target(task, classes, pos_label)
 
 
 def _load(champion: dict[str, Any]) -> Any:

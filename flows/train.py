@@ -1,15 +1,13 @@
 """The `train` flow: ingest -> validate -> features -> split -> tune candidates in parallel ->
-evaluate -> register models -> champion rule -> one warehouse transaction."""
+ensembles -> evaluate -> register models -> champion rule -> one warehouse transaction."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -22,19 +20,21 @@ from mallard import warehouse
 from mallard.config import warehouse_path
 from mallard.errors import MallardError
 from mallard.flows import _quiet_user_errors
+from mallard.flows._champion import champion_decision
 from mallard.flows._run import Logger, Progress, guarded_run, new_run_id, start_record
 from mallard.schemas.inline import build_schema
 from mallard.spec import Candidate, Spec, load_spec, parse_spec
-from mallard.tasks.evaluate import evaluate
-from mallard.tasks.families import BASELINE
+from mallard.tasks.cluster import cluster, cluster_tables
+from mallard.tasks.ensembles import ensemble
+from mallard.tasks.evaluate import Evaluation, evaluate, model_id
+from mallard.tasks.families import BASELINE, ENSEMBLES
 from mallard.tasks.features import Features, build_features
 from mallard.tasks.ingest import ingest
-from mallard.tasks.metrics import REGRESSION
-from mallard.tasks.model_files import load_model
-from mallard.tasks.promote import Decision, decide, promotion_rows
+from mallard.tasks.metrics import Target, greater_is_better
+from mallard.tasks.promote import promotion_rows
 from mallard.tasks.register import Lineage, register
 from mallard.tasks.split import Split, split_rows
-from mallard.tasks.tune import Tuned, tune
+from mallard.tasks.tune import SearchPlan, Tuned, tune
 from mallard.tasks.validate import enforce_invalid_limit, validate
 from mallard.warehouse import RunBundle
 
@@ -45,12 +45,13 @@ _quiet_user_errors.install()
 class RunResult:
     run_id: str
     pipeline: str
+    task: str
     warehouse: Path
     n_rows: int
     n_invalid: int
-    best_model_id: str  # best non-baseline model on the validation split
+    best_model_id: str  # best non-baseline model on the validation split (clustering: all rows)
     primary_metric: str
-    leaderboard: pl.DataFrame  # model_id, family, value (test split, primary metric), best first
+    leaderboard: pl.DataFrame  # model_id, family, value (primary metric), best first
     promoted: bool
     promotion_reason: str
 
@@ -93,8 +94,8 @@ def _train(
     spec: Spec, db: Path, progress: Progress, logger: Logger, may_promote: bool
 ) -> RunResult:
     log = logger.info
-    primary = spec.evaluate.primary_metric
-    schema = build_schema(spec.schema_, spec.pipeline.target)
+    task, primary = spec.pipeline.task, spec.primary_metric
+    schema = build_schema(spec.schema_, spec.target)
     typed_columns = [name for name, column in schema.columns.items() if column.dtype is not None]
     raw = ingest(spec.source_files(), spec.source.sql, db, typed_columns)
     progress.run = progress.run.with_data(
@@ -113,72 +114,102 @@ def _train(
     )
     enforce_invalid_limit(checked, spec.schema_.max_invalid_fraction)
 
-    features = build_features(checked.valid, spec.features, spec.pipeline.target)
-    log("features: %d numeric, %d categorical", len(features.numeric), len(features.categorical))
-    split = split_rows(features.X.height, spec.split, spec.pipeline.seed, spec.cv.folds)
-    log(
-        "split: %d train / %d validation / %d test rows (seed %d)",
-        len(split.train),
-        len(split.validation),
-        len(split.test),
-        spec.pipeline.seed,
+    grouped = spec.split.strategy == "group"
+    features = build_features(
+        checked.valid,
+        spec.features,
+        spec.target,
+        task,
+        spec.split.column if spec.split.strategy in ("time", "group") else None,
+        exclude=(spec.split.column,) if grouped and spec.split.column else (),
     )
+    log("features: %d numeric, %d categorical", len(features.numeric), len(features.categorical))
+    row_index = (
+        checked.valid_rows
+        if features.X.height == checked.valid.height
+        else pl.Series(np.arange(features.X.height))  # features.sql changed the rows
+    )
+    plan = _plan(spec, features)
+    split = None
+    if task != "clustering":
+        split = split_rows(
+            features.X.height,
+            spec.split,
+            spec.pipeline.seed,
+            spec.cv.folds,
+            features.y,
+            features.split_key,
+        )
+        log(
+            "split (%s): %d train / %d validation / %d test rows (seed %d)",
+            spec.split.strategy,
+            len(split.train),
+            len(split.validation),
+            len(split.test),
+            spec.pipeline.seed,
+        )
+    tuned = _tune_all(spec, features, split, plan, log)
 
-    tuned = _tune_all(spec, features, split, log)
     run = progress.run
-    metrics = evaluate(run.run_id, tuned, features, split)
+    evaluation = evaluate(run.run_id, tuned, features, split, plan.target, row_index)
     lineage = Lineage(
         pipeline=spec.pipeline.name,
+        task=task,
         created_at=datetime.now(UTC),
         data_sha256=run.data_sha256,
         spec_sha256=spec.spec_sha256,
         code_version=run.code_version,
         seed=spec.pipeline.seed,
         versions=run.versions,
-        target=spec.pipeline.target,
+        target=spec.target,
     )
-    registered = register(run.run_id, tuned, features, split, lineage)
+    registered = register(run.run_id, tuned, features, split, lineage, plan.target)
     sizes = ", ".join(
         f"{c} {s / 1e6:.1f} MB"
         for c, s in registered.models.select("candidate", "size_bytes").iter_rows()
     )
     log("register: %d models saved with skops (%s)", registered.models.height, sizes)
 
-    best_id = _best_on_validation(metrics, primary)
-    decision = _champion_decision(
-        spec, db, run.run_id, best_id, metrics, features, split, may_promote
-    )
-    log(
-        "promote: %s %s (%s)",
+    best_id = _best(evaluation.metrics, primary, "all" if split is None else "validation")
+    decision = champion_decision(
+        spec,
+        db,
+        run.run_id,
         best_id,
-        "promoted" if decision.promoted else "not promoted",
-        decision.reason,
+        evaluation.metrics,
+        features,
+        split,
+        plan.target,
+        may_promote,
     )
+    verdict = "promoted" if decision.promoted else "not promoted"
+    log("promote: %s %s (%s)", best_id, verdict, decision.reason)
     finished_at = datetime.now(UTC)
     promotions, aliases = promotion_rows(decision, finished_at, set_by=f"train run {run.run_id}")
-    bundle = RunBundle(
-        run=run.finished("succeeded", finished_at),
-        quarantine=checked.quarantine,
-        cv_results=pl.concat([t.cv_results for t in tuned]),
-        metrics=metrics,
-        models=registered.models,
-        feature_profiles=registered.profiles,
-        promotions=promotions,
-        aliases=aliases,
-    )
-    warehouse.write_run(db, bundle)
-    board = _leaderboard(metrics, primary)
-    best = board.row(0, named=True)
-    log(
-        "done: best on test %s, %s = %.4g; written to %s",
-        best["model_id"],
-        primary,
-        best["value"],
+    assignments, profiles = _segments(run.run_id, tuned, features, row_index)
+    warehouse.write_run(
         db,
+        RunBundle(
+            run=run.finished("succeeded", finished_at),
+            quarantine=checked.quarantine,
+            cv_results=pl.concat([t.cv_results for t in tuned]),
+            metrics=evaluation.metrics,
+            models=registered.models,
+            feature_profiles=registered.profiles,
+            promotions=promotions,
+            aliases=aliases,
+            predictions=evaluation.predictions,
+            confusion=evaluation.confusion,
+            cluster_assignments=assignments,
+            cluster_profiles=profiles,
+        ),
     )
+    board = _leaderboard(evaluation, primary, "all" if split is None else "test")
+    log("done: %d models ranked on %s; written to %s", board.height, primary, db)
     return RunResult(
         run_id=run.run_id,
         pipeline=spec.pipeline.name,
+        task=task,
         warehouse=db,
         n_rows=raw.frame.height,
         n_invalid=checked.n_invalid,
@@ -190,103 +221,121 @@ def _train(
     )
 
 
+def _plan(spec: Spec, features: Features) -> SearchPlan:
+    task = spec.pipeline.task
+    target = Target(task)
+    if task == "classification":
+        assert features.y is not None
+        classes = tuple(sorted(np.unique(features.y).tolist(), key=str))
+        target = Target(task, classes, _positive_class(spec, features.y, classes))
+    return SearchPlan(
+        target=target,
+        primary=spec.primary_metric,
+        folds=spec.cv.folds,
+        seed=spec.pipeline.seed,
+        strategy=spec.split.strategy,
+        repeats=spec.cv.repeats,
+        features=spec.features,
+        tune_threshold=spec.evaluate.tune_threshold,
+    )
+
+
+def _positive_class(spec: Spec, y: np.ndarray, classes: tuple[object, ...]) -> object:
+    """The spec's positive_class, else the rarer class: in imbalanced data the one that matters."""
+    if len(classes) != 2:
+        return None
+    wanted = spec.evaluate.positive_class
+    if wanted is not None:
+        matches = [c for c in classes if str(c) == wanted]
+        if not matches:
+            raise MallardError(
+                f"[evaluate.positive_class] '{wanted}' is not a class of the target: {classes}"
+            )
+        return matches[0]
+    counts = {c: int(np.sum(y == c)) for c in classes}
+    return min(classes, key=lambda c: (counts[c], str(c)))
+
+
 def _tune_all(
-    spec: Spec, features: Features, split: Split, log: Callable[..., None]
+    spec: Spec,
+    features: Features,
+    split: Split | None,
+    plan: SearchPlan,
+    log: Callable[..., None],
 ) -> list[Tuned]:
-    primary = spec.evaluate.primary_metric
-    futures: list[PrefectFuture[Tuned]] = [
-        tune.submit(
-            name, candidate, features, split.train, spec.cv.folds, spec.pipeline.seed, primary
-        )
-        for name, candidate in _with_baseline(spec)
-    ]
-    tuned = []
-    for done, future in enumerate(futures, start=1):
-        result = future.result()  # a failed candidate fails the flow, never silently
-        tuned.append(result)
-        log(
-            "tune %d/%d: %s cv %s = %.4g in %.1f s, best %s",
-            done,
-            len(futures),
-            result.name,
-            primary,
-            result.cv_means[primary],
-            result.seconds,
-            result.best_params,
-        )
+    """Single candidates run concurrently as Prefect tasks; ensembles then combine the best."""
+    named = _with_baseline(spec)
+    singles = [(n, c) for n, c in named if c.family not in ENSEMBLES]
+    futures: list[PrefectFuture[Tuned]]
+    if split is None:
+        futures = [cluster.submit(n, c, features, plan) for n, c in singles]
+    else:
+        futures = [tune.submit(n, c, features, split.train, plan) for n, c in singles]
+    tuned = [_logged(f.result(), i, len(named), plan.primary, log) for i, f in enumerate(futures)]
+    if split is not None:
+        combined = [
+            ensemble.submit(n, c, tuned, features, split.train, plan)
+            for n, c in named
+            if c.family in ENSEMBLES
+        ]
+        tuned += [
+            _logged(f.result(), len(singles) + i, len(named), plan.primary, log)
+            for i, f in enumerate(combined)
+        ]
     return tuned
+
+
+def _logged(result: Tuned, i: int, total: int, primary: str, log: Callable[..., None]) -> Tuned:
+    score = result.cv_means.get(primary, float("nan"))
+    extra = "" if result.threshold is None else f", threshold {result.threshold:.3f}"
+    log(
+        "tune %d/%d: %s %s = %.4g in %.1f s, best %s%s",
+        i + 1,
+        total,
+        result.name,
+        primary,
+        score,
+        result.seconds,
+        result.best_params,
+        extra,
+    )
+    return result
 
 
 def _with_baseline(spec: Spec) -> list[tuple[str, Candidate]]:
     """The spec's candidates plus a dummy baseline, so a useless model is visible."""
     named = list(zip(spec.candidate_names(), spec.candidates, strict=True))
-    if not any(candidate.family == BASELINE for candidate in spec.candidates):
+    needs = spec.pipeline.task != "clustering"
+    if needs and not any(candidate.family == BASELINE for candidate in spec.candidates):
         named.append(("baseline", Candidate(family=BASELINE)))
     return named
 
 
-def _leaderboard(metrics: pl.DataFrame, primary: str) -> pl.DataFrame:
-    board = metrics.filter((pl.col("split") == "test") & (pl.col("metric") == primary))
-    descending = REGRESSION[primary].greater_is_better
-    return board.select("model_id", "family", "value").sort("value", descending=descending)
+def _leaderboard(evaluation: Evaluation, primary: str, split: str) -> pl.DataFrame:
+    metrics = evaluation.metrics
+    board = metrics.filter((pl.col("split") == split) & (pl.col("metric") == primary))
+    return board.select("model_id", "family", "value").sort(
+        "value", descending=greater_is_better(primary), nulls_last=True
+    )
 
 
-def _best_on_validation(metrics: pl.DataFrame, primary: str) -> str:
+def _best(metrics: pl.DataFrame, primary: str, split: str) -> str:
     """The champion candidate: chosen on validation, so the test split stays a fair judge."""
-    scores = metrics.filter((pl.col("split") == "validation") & (pl.col("metric") == primary)).sort(
-        "value", descending=REGRESSION[primary].greater_is_better
+    scores = metrics.filter((pl.col("split") == split) & (pl.col("metric") == primary)).sort(
+        "value", descending=greater_is_better(primary), nulls_last=True
     )
     real = scores.filter(pl.col("family") != BASELINE)
     return str((real if real.height else scores)["model_id"][0])
 
 
-def _champion_decision(
-    spec: Spec,
-    db: Path,
-    run_id: str,
-    model_id: str,
-    metrics: pl.DataFrame,
-    features: Features,
-    split: Split,
-    may_promote: bool,
-) -> Decision:
-    primary = spec.evaluate.primary_metric
-    model_value = metrics.filter(
-        (pl.col("model_id") == model_id)
-        & (pl.col("split") == "test")
-        & (pl.col("metric") == primary)
-    )["value"][0]
-    champion = warehouse.champion(db, spec.pipeline.name, ignore_run_id=run_id)
-    champion_value, problem = None, None
-    if champion is not None:
-        try:
-            champion_value = _score_on_test(champion, features, split, primary)
-        except MallardError as exc:
-            problem = str(exc)
-        except (KeyError, ValueError, pl.exceptions.PolarsError) as exc:
-            # e.g. the champion was trained on columns this data no longer has
-            problem = f"it cannot score this run's test rows ({exc})"
-    return decide(
-        pipeline=spec.pipeline.name,
-        model_id=model_id,
-        model_value=model_value,
-        metric=primary,
-        policy=spec.promote.policy if may_promote else "never",
-        min_improvement=spec.promote.min_improvement,
-        champion_model_id=None if champion is None else champion["model_id"],
-        champion_value=champion_value,
-        champion_problem=problem,
-    )
-
-
-def _score_on_test(
-    champion: dict[str, Any], features: Features, split: Split, metric: str
-) -> float:
-    model = load_model(
-        champion["skops_blob"],
-        str(champion["sha256"]),
-        json.loads(str(champion["trusted_types"])),
-    )
-    columns = json.loads(str(champion["feature_names"]))
-    predicted = model.predict(features.X[split.test].select(columns))
-    return float(REGRESSION[metric].compute(features.y[split.test], np.asarray(predicted)))
+def _segments(
+    run_id: str, tuned: list[Tuned], features: Features, row_index: pl.Series
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    pairs = [
+        cluster_tables(model_id(run_id, t.name), t.labels, features, row_index)
+        for t in tuned
+        if t.labels is not None
+    ]
+    if not pairs:
+        return None, None
+    return pl.concat([a for a, _ in pairs]), pl.concat([p for _, p in pairs])

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import polars as pl
 
-from mallard.tasks.metrics import REGRESSION
+from mallard.tasks.metrics import greater_is_better
 
 CHAMPION = "champion"
 
@@ -33,7 +33,7 @@ class Decision:
         if self.champion_value is None or self.model_value is None or self.metric is None:
             return None
         gain = self.model_value - self.champion_value
-        return gain if REGRESSION[self.metric].greater_is_better else -gain
+        return gain if greater_is_better(self.metric) else -gain
 
 
 def decide(

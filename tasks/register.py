@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import numpy as np
 import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mallard.tasks.drift import prediction_profile, reference_profile
+from mallard.tasks.evaluate import positive_probability
 from mallard.tasks.features import Features
+from mallard.tasks.metrics import Target
 from mallard.tasks.model_files import save_model
 from mallard.tasks.split import Split
 from mallard.tasks.tune import Tuned
@@ -22,13 +26,14 @@ class Lineage:
     """What every model of one run shares."""
 
     pipeline: str
+    task: str
     created_at: datetime
     data_sha256: str | None
     spec_sha256: str
     code_version: str | None
     seed: int
     versions: dict[str, str]
-    target: str
+    target: str | None
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,19 @@ class Registered:
 
 
 def register_models(
-    run_id: str, tuned: list[Tuned], features: Features, split: Split, lineage: Lineage
+    run_id: str,
+    tuned: list[Tuned],
+    features: Features,
+    split: Split | None,
+    lineage: Lineage,
+    target: Target,
 ) -> Registered:
+    """ml.models rows and drift reference profiles: the features as the models learned them
+    (train split; all rows for clustering), and each model's predictions on held-out rows."""
+    reference_rows = np.arange(features.X.height) if split is None else split.train
+    held_out = np.arange(features.X.height) if split is None else split.test
     feature_profile = reference_profile(
-        features.X[split.train], features.numeric, features.categorical
+        features.X[reference_rows], features.numeric, features.categorical
     )
     rows, profiles = [], []
     for result in tuned:
@@ -66,16 +80,40 @@ def register_models(
                 "versions": json.dumps(lineage.versions, sort_keys=True),
                 "feature_names": json.dumps(features.X.columns),
                 "target": lineage.target,
+                "task": lineage.task,
+                "decision_threshold": result.threshold,
+                "positive_class": None if target.pos_label is None else str(target.pos_label),
             }
         )
-        predictions = result.model.predict(features.X[split.test])
-        profile = pl.concat([feature_profile, prediction_profile(predictions)], how="vertical")
+        predicted = prediction_values(result.model, features.X[held_out], target)
+        profile = feature_profile
+        if predicted is not None:
+            profile = pl.concat([profile, prediction_profile(predicted)], how="vertical")
         profiles.append(profile.with_columns(pl.lit(model_id).alias("model_id")))
-    return Registered(models=pl.DataFrame(rows), profiles=pl.concat(profiles, how="vertical"))
+    models = pl.DataFrame(
+        rows, schema_overrides={"decision_threshold": pl.Float64, "positive_class": pl.String}
+    )
+    return Registered(models=models, profiles=pl.concat(profiles, how="vertical"))
+
+
+def prediction_values(model: Any, X: pl.DataFrame, target: Target) -> np.ndarray | None:
+    """The numbers whose distribution drift watches: regression predictions, the positive-class
+    probability of a binary classifier; None where there is no such number (multiclass labels,
+    clusterers that cannot assign new rows)."""
+    if target.task == "regression":
+        return np.asarray(model.predict(X), dtype=float)
+    if target.task == "classification" and target.binary:
+        return positive_probability(model, X, target)
+    return None
 
 
 @task(name="register", cache_policy=NO_CACHE)
 def register(
-    run_id: str, tuned: list[Tuned], features: Features, split: Split, lineage: Lineage
+    run_id: str,
+    tuned: list[Tuned],
+    features: Features,
+    split: Split | None,
+    lineage: Lineage,
+    target: Target,
 ) -> Registered:
-    return register_models(run_id, tuned, features, split, lineage)
+    return register_models(run_id, tuned, features, split, lineage, target)

@@ -178,8 +178,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE ml.predictions ADD COLUMN label VARCHAR;      -- class label or cluster
         ALTER TABLE ml.predictions ADD COLUMN actual DOUBLE;      -- regression truth, if known
         ALTER TABLE ml.predictions ADD COLUMN actual_label VARCHAR;  -- class truth, if known
+        ALTER TABLE ml.cv_results ADD COLUMN iteration INTEGER;  -- successive halving round
+        ALTER TABLE ml.cv_results ADD COLUMN n_resources BIGINT;  -- rows used in that round
         ALTER TABLE ml.models ADD COLUMN task VARCHAR;
         ALTER TABLE ml.models ADD COLUMN decision_threshold DOUBLE;  -- tuned, binary only
+        ALTER TABLE ml.models ADD COLUMN positive_class VARCHAR;  -- binary classification
         CREATE TABLE ml.confusion (
             run_id VARCHAR NOT NULL,
             model_id VARCHAR NOT NULL,

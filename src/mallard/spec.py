@@ -17,8 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mallard.errors import SpecError
 
 Task = Literal["regression", "classification", "clustering"]
-SUPPORTED_TASKS = ("regression",)
-RegressionMetric = Literal["rmse", "mae", "r2", "mape"]
 ColumnDtype = Literal["float", "int", "str", "bool", "date", "datetime"]
 
 
@@ -29,15 +27,8 @@ class _Section(BaseModel):
 class PipelineSection(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     task: Task
-    target: str
+    target: str | None = None  # required for regression and classification; none for clustering
     seed: int = 42
-
-    @field_validator("task")
-    @classmethod
-    def _task_supported(cls, task: str) -> str:
-        if task not in SUPPORTED_TASKS:
-            raise ValueError(f"task '{task}' is not supported yet; use one of {SUPPORTED_TASKS}")
-        return task
 
 
 class SourceSection(_Section):
@@ -79,12 +70,26 @@ class SchemaSection(_Section):
 
 
 class FeaturesSection(_Section):
+    sql: str = ""  # DuckDB SQL over the validated rows (table `source`); runs before `drop`
     drop: list[str] = Field(default_factory=list)
-    sql: str = ""
+    # Preprocessing inside each model's Pipeline, so it is fitted per CV fold:
+    scale: Literal["standard", "minmax", "none"] = "standard"
+    impute: Literal["median", "mean", "most_frequent", "constant"] = "median"
+    encode: Literal["onehot", "ordinal", "native"] = "onehot"  # native: hist gradient boosting
+    log_target: bool = False  # regression: fit on log1p(target), predict back on its scale
+    pca: float | None = Field(default=None, gt=0.0)  # < 1: variance ratio kept; >= 1: components
+
+    @field_validator("pca")
+    @classmethod
+    def _whole_components(cls, pca: float | None) -> float | None:
+        if pca is not None and pca >= 1 and pca != int(pca):
+            raise ValueError("pca is a variance ratio below 1 or a whole number of components")
+        return pca
 
 
 class SplitSection(_Section):
-    strategy: Literal["random"] = "random"
+    strategy: Literal["random", "stratified", "time", "group"] = "random"
+    column: str | None = None  # time: the column to order by; group: the group column
     test: float = Field(default=0.15, gt=0.0, lt=1.0)
     validation: float = Field(default=0.15, gt=0.0, lt=1.0)
 
@@ -92,23 +97,34 @@ class SplitSection(_Section):
     def _leaves_training_rows(self) -> SplitSection:
         if self.test + self.validation >= 0.9:
             raise ValueError("split.test + split.validation must leave at least 10% for training")
+        if self.strategy in ("time", "group") and not self.column:
+            raise ValueError(f"split.strategy '{self.strategy}' needs split.column")
         return self
 
 
 class CVSection(_Section):
     folds: int = Field(default=5, ge=2, le=20)
+    repeats: int = Field(default=1, ge=1, le=10)  # repeated K-fold (random/stratified splits)
 
 
 class Candidate(_Section):
     family: str
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+$")
-    search: Literal["grid", "random"] = "grid"
-    n_iter: int = Field(default=10, ge=1)
+    search: Literal["grid", "random", "halving", "halving_random"] = "grid"
+    n_iter: int = Field(default=10, ge=1)  # random and halving_random: configurations to try
+    scoring: str | None = None  # the metric the search optimises; default: the primary metric
     params: dict[str, list[Any]] = Field(default_factory=dict)
 
 
 class EvaluateSection(_Section):
-    primary_metric: RegressionMetric = "rmse"
+    primary_metric: str | None = None  # default per task: rmse, f1_macro, silhouette
+    # Binary classification: tune the decision threshold on CV for "f1", "balanced_accuracy",
+    # "max_recall_at_precision:0.8" or "max_precision_at_recall:0.8".
+    tune_threshold: str | None = Field(
+        default=None,
+        pattern=r"^(f1|balanced_accuracy|max_recall_at_precision:0?\.\d+|max_precision_at_recall:0?\.\d+)$",
+    )
+    positive_class: str | None = None  # binary: the class precision/recall/F1 refer to
 
 
 class PromoteSection(_Section):
@@ -168,6 +184,44 @@ class Spec(_Section):
     # Not part of the TOML: where the spec came from, for relative paths and lineage.
     spec_path: Path = Field(default=Path("."), exclude=True)
     spec_toml: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> Spec:
+        from mallard.tasks.metrics import DEFAULT_PRIMARY, METRICS
+
+        task = self.pipeline.task
+        if task == "clustering":
+            if self.pipeline.target is not None:
+                raise ValueError("[pipeline.target] clustering has no target; remove the key")
+        elif not self.pipeline.target:
+            raise ValueError(f"[pipeline.target] a {task} pipeline needs a target column")
+        allowed = METRICS[task]
+        metric = self.evaluate.primary_metric or DEFAULT_PRIMARY[task]
+        if metric not in allowed:
+            raise ValueError(
+                f"[evaluate.primary_metric] '{metric}' is not a {task} metric; "
+                f"use one of {', '.join(allowed)}"
+            )
+        for i, candidate in enumerate(self.candidates):
+            if candidate.scoring is not None and candidate.scoring not in allowed:
+                raise ValueError(
+                    f"[candidates[{i}].scoring] '{candidate.scoring}' is not a {task} metric"
+                )
+        if self.evaluate.tune_threshold and task != "classification":
+            raise ValueError("[evaluate.tune_threshold] applies to classification only")
+        if task == "clustering" and self.split.strategy != "random":
+            raise ValueError("[split.strategy] clustering uses every valid row; leave it out")
+        return self
+
+    @property
+    def primary_metric(self) -> str:
+        from mallard.tasks.metrics import DEFAULT_PRIMARY
+
+        return self.evaluate.primary_metric or DEFAULT_PRIMARY[self.pipeline.task]
+
+    @property
+    def target(self) -> str | None:
+        return self.pipeline.target
 
     @property
     def spec_sha256(self) -> str:
@@ -243,16 +297,16 @@ def _key(loc: tuple[int | str, ...]) -> str:
 
 
 def _check_candidates(spec: Spec, path: Path) -> None:
-    from mallard.tasks.families import FAMILIES, unknown_params
+    from mallard.tasks.families import known, unknown_params
 
+    task = spec.pipeline.task
     for i, candidate in enumerate(spec.candidates):
-        if candidate.family not in FAMILIES:
-            known = ", ".join(sorted(FAMILIES))
+        if candidate.family not in known(task):
             raise SpecError(
                 f"{path}: [candidates[{i}].family] unknown model family "
-                f"'{candidate.family}'; known families: {known}"
+                f"'{candidate.family}' for {task}; known families: {', '.join(known(task))}"
             )
-        bad = unknown_params(candidate.family, candidate.params)
+        bad = unknown_params(task, candidate.family, candidate.params)
         if bad:
             raise SpecError(
                 f"{path}: [candidates[{i}].params] '{candidate.family}' has no parameter(s) "

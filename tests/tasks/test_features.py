@@ -77,11 +77,20 @@ def test_drop_happens_before_sql() -> None:
     assert "house_id" not in features.X.columns
 
 
-def test_sql_referring_to_a_dropped_column_fails_with_the_key() -> None:
-    section = FeaturesSection(drop=["house_id"], sql="SELECT price, house_id FROM source")
+def test_sql_runs_before_drop_so_drop_names_sql_output_columns() -> None:
+    section = FeaturesSection(
+        sql="SELECT price, lotsize, lotsize * 2 AS double_lot FROM source", drop=["lotsize"]
+    )
+    assert prepare_features(houses(), section, "price").X.columns == ["double_lot"]
 
+    dropped_by_sql = FeaturesSection(sql="SELECT price, lotsize FROM source", drop=["house_id"])
+    with pytest.raises(InputError, match=r"\[features.drop\] unknown column\(s\): house_id"):
+        prepare_features(houses(), dropped_by_sql, "price")
+
+
+def test_broken_sql_fails_with_the_key() -> None:
     with pytest.raises(InputError, match=r"\[features.sql\] query failed"):
-        prepare_features(houses(), section, "price")
+        prepare_features(houses(), FeaturesSection(sql="SELECT nope FROM source"), "price")
 
 
 def test_blank_sql_is_ignored() -> None:
@@ -133,7 +142,7 @@ def test_preprocessor_imputes_scales_and_one_hot_encodes() -> None:
     )
     features = prepare_features(frame, FeaturesSection(), "price")
 
-    out = preprocessor(features).fit_transform(features.X)
+    out = preprocessor(features, FeaturesSection()).fit_transform(features.X)
 
     assert out.shape == (12, 3)  # lotsize + one column per frequent category
     assert not np.isnan(out).any()

@@ -13,9 +13,10 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from mallard.spec import Candidate, FeaturesSection
 from mallard.tasks.families import FAMILIES, Family
 from mallard.tasks.features import Features, prepare_features
-from mallard.tasks.metrics import REGRESSION
-from mallard.tasks.tune import CV_COLUMNS, Tuned, tune, tune_candidate
+from mallard.tasks.metrics import REGRESSION, Target
+from mallard.tasks.tune import CV_COLUMNS, SearchPlan, Tuned, tune, tune_candidate
 
+REGRESSORS = FAMILIES["regression"]
 N_ROWS = 200
 METRICS = sorted(REGRESSION)
 
@@ -57,7 +58,8 @@ def run(
     primary: str = "rmse",
     name: str = "cand",
 ) -> Tuned:
-    return tune_candidate(name, candidate, features, TRAIN_ROWS, folds, seed, primary)
+    plan = SearchPlan(target=Target("regression"), primary=primary, folds=folds, seed=seed)
+    return tune_candidate(name, candidate, features, TRAIN_ROWS, plan)
 
 
 def params_of(tuned: Tuned) -> list[dict[str, Any]]:
@@ -178,7 +180,7 @@ def test_random_search_with_n_iter_over_the_grid_size_tries_the_whole_grid() -> 
 def test_empty_params_use_the_family_default_space() -> None:
     tuned = run(Candidate(family="ridge"), folds=2)
 
-    assert [p["alpha"] for p in params_of(tuned)] == FAMILIES["ridge"].default_space["alpha"]
+    assert [p["alpha"] for p in params_of(tuned)] == REGRESSORS["ridge"].default_space["alpha"]
 
 
 def test_a_family_without_a_space_is_one_config() -> None:
@@ -204,7 +206,8 @@ def test_same_seed_same_results_different_seed_different_folds() -> None:
 def test_the_prefect_task_wraps_the_same_function() -> None:
     candidate = Candidate(family="ridge", params={"alpha": [1.0]})
 
-    tuned = tune.fn("r", candidate, FEATURES, TRAIN_ROWS, 3, 42, "rmse")
+    plan = SearchPlan(target=Target("regression"), primary="rmse", folds=3, seed=42)
+    tuned = tune.fn("r", candidate, FEATURES, TRAIN_ROWS, plan)
 
     assert tuned.name == "r"
     assert tuned.cv_results.equals(run(candidate, folds=3, name="r").cv_results)
@@ -233,7 +236,7 @@ class PreprocessedInputProbe(RegressorMixin, BaseEstimator):
 def test_preprocessing_is_fitted_inside_each_fold(monkeypatch: pytest.MonkeyPatch) -> None:
     """A scaler fitted inside a fold centres exactly that fold's training rows. One fitted on all
     train rows before CV (leaking the held-out fold's statistics) would leave them off centre."""
-    monkeypatch.setitem(FAMILIES, "probe", Family(lambda seed: PreprocessedInputProbe()))
+    monkeypatch.setitem(REGRESSORS, "probe", Family(lambda seed: PreprocessedInputProbe()))
     SEEN.clear()
     folds = 4
 
