@@ -31,7 +31,7 @@ from sklearn.model_selection import (
 from threadpoolctl import threadpool_limits
 
 from mallard.spec import Candidate, FeaturesSection
-from mallard.tasks.families import family, search_space
+from mallard.tasks.families import BASELINE, family, search_space
 from mallard.tasks.features import Features, model_pipeline
 from mallard.tasks.metrics import Scorer, Target, from_score, scorers
 
@@ -119,7 +119,8 @@ def tune_candidate(
     with threadpool_limits(limits=1):
         search.fit(X, y, groups=groups)
         model, threshold = search.best_estimator_, None
-        if plan.tune_threshold and plan.target.binary:
+        # A constant baseline has no threshold to tune; it stays the plain reference.
+        if plan.tune_threshold and plan.target.binary and candidate.family != BASELINE:
             model = TunedThresholdClassifierCV(
                 model,
                 scoring=threshold_scorer(plan.tune_threshold, plan.target.pos_label),

@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from mallard.cli.app import app
 from mallard.cli.output import WarehouseOption, console, print_frame, run_flow, user_errors
-from mallard.errors import MallardError
+from mallard.errors import InputError, MallardError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -38,20 +38,26 @@ def run(
 @app.command()
 @user_errors
 def demo(
-    rows: Annotated[int, typer.Option(min=100, help="Rows of housing data to generate")] = 2000,
+    example: Annotated[
+        str, typer.Option(help="housing (regression) | fraud (classification) | segments")
+    ] = "housing",
+    rows: Annotated[
+        int | None, typer.Option(min=100, help="Rows to generate [default: per example]")
+    ] = None,
     directory: Annotated[
         Path, typer.Option("--dir", help="Where the demo's data and spec are written")
     ] = Path("mallard-demo"),
     seed: Annotated[int, typer.Option(help="Seed of the data generator")] = 42,
     warehouse: WarehouseOption = None,
 ) -> None:
-    """Generate seeded housing data (with a few bad rows) and run the housing pipeline on it."""
-    from mallard.examples import HOUSING_SPEC, spec_text, write_housing_csv
+    """Generate seeded example data (with a few bad rows) and run its shipped pipeline."""
+    from mallard.examples import EXAMPLES, write_example
 
-    data = write_housing_csv(directory / "data" / "housing.csv", rows, seed)
-    spec = directory / HOUSING_SPEC
-    spec.write_text(spec_text(HOUSING_SPEC), encoding="utf-8")
-    console.print(f"demo: {rows} housing rows in [bold]{data}[/], spec [bold]{spec}[/]")
+    if example not in EXAMPLES:
+        raise InputError(f"unknown example '{example}'; choose one of {', '.join(EXAMPLES)}")
+    spec = write_example(example, directory, rows, seed)
+    n = rows or EXAMPLES[example].rows
+    console.print(f"demo: {n} generated {example} rows, spec [bold]{spec}[/]")
     _print_result(_train(spec, warehouse, None))
 
 
@@ -127,16 +133,21 @@ def _print_result(result: RunResult) -> None:
 
 
 def _print_leaderboard(board: pl.DataFrame, title: str) -> None:
-    """Rank, candidate name and the primary metric on test, validation and CV."""
+    """Rank, candidate name and the primary metric on test, validation and CV (clustering has
+    one number per model, on all rows)."""
     import polars as pl
 
     metric = board["metric"][0]
-    shown = board.select(
-        "rank",
+    held_out = board["validation_value"].is_not_null().any()
+    columns = [
+        pl.col("rank"),
         pl.col("model_id").str.split(":").list.last().alias("model"),
-        "family",
-        pl.col("value").alias(f"test {metric}"),
-        pl.col("validation_value").alias(f"validation {metric}"),
-        pl.col("cv_value").alias(f"cv {metric}"),
-    )
-    print_frame(shown, title=title)
+        pl.col("family"),
+        pl.col("value").alias(f"test {metric}" if held_out else metric),
+    ]
+    if held_out:
+        columns += [
+            pl.col("validation_value").alias(f"validation {metric}"),
+            pl.col("cv_value").alias(f"cv {metric}"),
+        ]
+    print_frame(board.select(columns), title=title)

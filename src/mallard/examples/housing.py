@@ -1,4 +1,4 @@
-"""Seeded generators for the example pipelines; nothing is downloaded at run time.
+"""House prices: the guide's running example for regression.
 
 The housing data follows the guide's running example (lot size, bedrooms, bathrooms, stories,
 amenities -> price) and plants a few realistic bad rows so the quarantine has something to show.
@@ -91,10 +91,3 @@ def write_housing_csv(path: Path, rows: int, seed: int = 42) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     housing(rows, seed).write_csv(path)
     return path
-
-
-def spec_text(name: str = HOUSING_SPEC) -> str:
-    """The shipped example spec, read from the installed package."""
-    from importlib.resources import files
-
-    return (files("mallard") / "pipelines" / name).read_text(encoding="utf-8")
