@@ -167,7 +167,9 @@ def classification_run(db: Path) -> None:
             metrics=metric_rows(
                 run_id, {"logistic": ("logistic_regression", 0.8), "baseline": ("dummy", 0.3)}, "f1"
             ),
-            models=model_rows(run_id, candidates, decision_threshold=[0.4, None]),
+            models=model_rows(
+                run_id, candidates, decision_threshold=[0.4, None], positive_class=["yes", None]
+            ),
             predictions=pl.DataFrame(
                 {
                     "model_id": [best] * N_TEST,
@@ -227,7 +229,16 @@ def clustering_run(db: Path) -> None:
         db,
         RunBundle(
             run=record(run_id, "clustering", "silhouette", True),
-            metrics=metric_rows(run_id, {"kmeans": ("kmeans", 0.4)}, "silhouette"),
+            # Clustering has no holdout: its metrics are on all rows (split 'all').
+            metrics=pl.DataFrame(
+                {
+                    "model_id": [model],
+                    "family": ["kmeans"],
+                    "split": ["all"],
+                    "metric": ["silhouette"],
+                    "value": [0.4],
+                }
+            ),
             models=model_rows(run_id, {"kmeans": "kmeans"}),
             cluster_assignments=pl.DataFrame(
                 {
@@ -399,6 +410,10 @@ def test_positive_class_is_the_one_predicted_with_high_probability() -> None:
     assert (outcome.positive, outcome.negative) == ("a", "b")
     assert outcome.y_true.tolist() == [1, 0, 0, 1]
     assert isinstance(binary_outcomes(frame.with_columns(actual_label=pl.lit("a"))), str)
+    stored = binary_outcomes(frame, positive="b")  # the model's stored positive class wins
+    assert not isinstance(stored, str)
+    assert stored.positive == "b"
+    assert stored.y_true.tolist() == [0, 1, 1, 0]
 
 
 def test_rendering_is_deterministic(warehouse: Path, reports: dict[str, str]) -> None:
@@ -410,6 +425,16 @@ def test_a_missing_run_is_an_input_error(warehouse: Path) -> None:
         render_report(warehouse, "no-such-run")
     with pytest.raises(InputError):
         markdown_summary(warehouse, "no-such-run")
+
+
+def test_clustering_is_ranked_on_all_rows(warehouse: Path, reports: dict[str, str]) -> None:
+    html = reports["shops-clu"]
+    assert "Ranked on all rows" in html
+    assert "<th>all rows</th>" in html
+    assert "best model on all rows: **shops-clu:kmeans**" in markdown_summary(
+        warehouse, "shops-clu"
+    )
+    assert "<th>test</th>" in reports["housing-reg"]
 
 
 def test_markdown_summary(warehouse: Path) -> None:

@@ -77,11 +77,25 @@ class ReportData:
         first = str(frame["model_id"].sort()[0])
         return first, frame.filter(pl.col("model_id") == first)
 
+    @property
+    def ranked_on(self) -> str:
+        """The split the leaderboard ranks on: clustering has no holdout, so all rows."""
+        return "all rows" if self.task == "clustering" else "the test split"
+
     def decision_threshold(self, model_id: str) -> float | None:
-        if "decision_threshold" not in self.models.columns:
+        value = self._model_value(model_id, "decision_threshold")
+        return None if value is None else float(value)
+
+    def positive_class(self, model_id: str) -> str | None:
+        value = self._model_value(model_id, "positive_class")
+        return None if value is None else str(value)
+
+    def _model_value(self, model_id: str, column: str) -> Any:
+        # Columns added by later migrations may be absent from models written before them.
+        if column not in self.models.columns:
             return None
-        value = self.models.filter(pl.col("model_id") == model_id)["decision_threshold"]
-        return float(value[0]) if value.len() and value[0] is not None else None
+        values = self.models.filter(pl.col("model_id") == model_id)[column]
+        return values[0] if values.len() else None
 
 
 @dataclass(frozen=True)
@@ -94,8 +108,11 @@ class Binary:
     score: np.ndarray  # P(positive class)
 
 
-def binary_outcomes(predictions: pl.DataFrame) -> Binary | str:
-    """The arrays for ROC / PR / threshold curves, or why they cannot be drawn."""
+def binary_outcomes(predictions: pl.DataFrame, positive: str | None = None) -> Binary | str:
+    """The arrays for ROC / PR / threshold curves, or why they cannot be drawn.
+
+    `positive` is the model's stored positive class (ml.models.positive_class); without it the
+    class is inferred from the predictions."""
     rows = predictions.filter(
         pl.col("actual_label").is_not_null() & pl.col("probability").is_not_null()
     )
@@ -104,7 +121,8 @@ def binary_outcomes(predictions: pl.DataFrame) -> Binary | str:
     classes = sorted({str(v) for v in rows["actual_label"]} | _predicted_labels(rows))
     if len(classes) != 2:
         return f"curves need exactly two classes; the test split has {len(classes)}"
-    positive = _positive_class(rows, classes)
+    if positive is None or positive not in classes:
+        positive = _positive_class(rows, classes)
     negative = classes[0] if positive == classes[1] else classes[1]
     y_true = (rows["actual_label"] == positive).to_numpy().astype(int)
     if y_true.min() == y_true.max():
@@ -117,9 +135,9 @@ def _predicted_labels(rows: pl.DataFrame) -> set[str]:
 
 
 def _positive_class(rows: pl.DataFrame, classes: list[str]) -> str:
-    # The warehouse stores P(positive) but not which class is positive: it is the predicted
-    # label that comes with the higher probabilities. Without predicted labels, fall back to
-    # scikit-learn's convention of the later of the two sorted classes.
+    # For models stored without their positive class: it is the predicted label that comes with
+    # the higher probabilities. Without predicted labels, fall back to scikit-learn's convention
+    # of the later of the two sorted classes.
     means = (
         rows.filter(pl.col("label").is_not_null())
         .group_by("label")

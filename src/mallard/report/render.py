@@ -89,10 +89,10 @@ def markdown_summary(db: Path, run_id: str) -> str:
     best = board.row(0, named=True)
     direction = "higher" if data.greater_is_better else "lower"
     lines += [
-        f"best model on the test split: **{_md(best['model_id'])}** "
+        f"best model on {data.ranked_on}: **{_md(best['model_id'])}** "
         f"({metric} = {_md(best['value'])}, {direction} is better)",
         "",
-        f"| rank | model | family | test {metric} | validation {metric} | cv {metric} |",
+        f"| rank | model | family | {metric} | validation {metric} | cv {metric} |",
         "|---:|---|---|---:|---:|---:|",
     ]
     for row in board.iter_rows(named=True):

@@ -126,21 +126,29 @@ def leaderboard(data: ReportData) -> Section:
     section = Section("leaderboard", "Leaderboard")
     if not data.leaderboard.height:
         section.notes.append(
-            "No leaderboard rows: it lists succeeded runs with a test-split primary metric."
+            "No leaderboard rows: it lists succeeded runs with a primary metric on the test "
+            "split (all rows for clustering)."
         )
         return section
     section.notes.append(
-        "Ranked on the test split by the primary metric; validation and CV (mean over folds) "
-        "beside it."
+        f"Ranked on {data.ranked_on} by the primary metric; validation and CV (mean over "
+        "folds) beside it where the task has them."
     )
     board = data.leaderboard.rename(
-        {"value": "test", "validation_value": "validation", "cv_value": "cv (mean)"}
+        {
+            "value": data.ranked_on.removeprefix("the ").removesuffix(" split"),
+            "validation_value": "validation",
+            "cv_value": "cv (mean)",
+        }
     )
     section.tables.append(table(board, "models"))
-    test = data.metrics.filter(pl.col("split") == "test")
-    if test.height:
-        wide = test.pivot(on="metric", index="model_id", values="value", aggregate_function="first")
-        section.tables.append(table(wide.sort("model_id"), "every metric on the test split"))
+    # 'all' is the clustering split (no holdout), 'test' everyone else's.
+    ranked = data.metrics.filter(pl.col("split").is_in(["test", "all"]))
+    if ranked.height:
+        wide = ranked.pivot(
+            on="metric", index="model_id", values="value", aggregate_function="first"
+        )
+        section.tables.append(table(wide.sort("model_id"), f"every metric on {data.ranked_on}"))
     return section
 
 

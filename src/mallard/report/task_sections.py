@@ -57,7 +57,11 @@ def classification(data: ReportData) -> list[Section]:
         Section("threshold", "Precision, recall and F1 by threshold"),
     ]
     model_id, rows = _test_rows(data, "actual_label")
-    outcome = binary_outcomes(rows) if model_id is not None else "no test-split predictions"
+    outcome = (
+        binary_outcomes(rows, data.positive_class(model_id))
+        if model_id is not None
+        else "no test-split predictions"
+    )
     if model_id is None or isinstance(outcome, str):
         for section in curves:
             section.notes.append(f"Not drawn: {outcome}.")
@@ -65,7 +69,7 @@ def classification(data: ReportData) -> list[Section]:
         threshold = data.decision_threshold(model_id)
         about = (
             f"{model_id} on {outcome.y_true.size} test-split rows; positive class "
-            f"'{outcome.positive}' (the class predicted with the higher probabilities)."
+            f"'{outcome.positive}'."
         )
         title = f"{model_id}: test split"
         roc_, pr_, by_threshold = curves
