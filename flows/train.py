@@ -20,9 +20,11 @@ from mallard import warehouse
 from mallard.config import warehouse_path
 from mallard.errors import MallardError
 from mallard.flows import _quiet_user_errors
+from mallard.flows._audit import Audit, audit
 from mallard.flows._champion import champion_decision
+from mallard.flows._report import publish_report
 from mallard.flows._run import Logger, Progress, guarded_run, new_run_id, start_record
-from mallard.schemas.inline import build_schema
+from mallard.schemas.inline import build_schema, pii_policies
 from mallard.spec import Candidate, Spec, load_spec, parse_spec
 from mallard.tasks.cluster import cluster, cluster_tables
 from mallard.tasks.ensembles import ensemble
@@ -31,6 +33,7 @@ from mallard.tasks.families import BASELINE, ENSEMBLES
 from mallard.tasks.features import Features, build_features
 from mallard.tasks.ingest import ingest
 from mallard.tasks.metrics import Target, greater_is_better
+from mallard.tasks.privacy import drop_at_ingest, protect_pii, require_salt
 from mallard.tasks.promote import promotion_rows
 from mallard.tasks.register import Lineage, register
 from mallard.tasks.split import Split, split_rows
@@ -96,14 +99,17 @@ def _train(
     log = logger.info
     task, primary = spec.pipeline.task, spec.primary_metric
     schema = build_schema(spec.schema_, spec.target)
+    policies = pii_policies(schema)
+    salt = require_salt(policies)
     typed_columns = [name for name, column in schema.columns.items() if column.dtype is not None]
     raw = ingest(spec.source_files(), spec.source.sql, db, typed_columns)
+    frame, schema = drop_at_ingest(raw.frame, schema, policies)
     progress.run = progress.run.with_data(
         source=raw.description, data_sha256=raw.sha256, n_rows=raw.frame.height
     )
     log("ingest: %d rows x %d columns from %s", raw.frame.height, raw.frame.width, raw.description)
 
-    checked = validate(raw.frame, schema)
+    checked = protect_pii(validate(frame, schema), policies, salt)
     progress.run = progress.run.with_data(n_invalid=checked.n_invalid)
     progress.quarantine = checked.quarantine
     log(
@@ -114,14 +120,14 @@ def _train(
     )
     enforce_invalid_limit(checked, spec.schema_.max_invalid_fraction)
 
-    grouped = spec.split.strategy == "group"
     features = build_features(
         checked.valid,
         spec.features,
         spec.target,
         task,
         spec.split.column if spec.split.strategy in ("time", "group") else None,
-        exclude=(spec.split.column,) if grouped and spec.split.column else (),
+        exclude=_not_features(spec),
+        audit_columns=tuple(spec.fairness.sensitive),
     )
     log("features: %d numeric, %d categorical", len(features.numeric), len(features.categorical))
     row_index = (
@@ -187,6 +193,20 @@ def _train(
     finished_at = datetime.now(UTC)
     promotions, aliases = promotion_rows(decision, finished_at, set_by=f"train run {run.run_id}")
     assignments, profiles = _segments(run.run_id, tuned, features, row_index)
+    checks = None
+    if split is not None:
+        checks = audit(
+            run.run_id,
+            best_id,
+            tuned,
+            features,
+            split,
+            plan.target,
+            primary,
+            spec.fairness,
+            spec.pipeline.seed,
+        )
+        _log_audit(checks, log)
     warehouse.write_run(
         db,
         RunBundle(
@@ -202,8 +222,12 @@ def _train(
             confusion=evaluation.confusion,
             cluster_assignments=assignments,
             cluster_profiles=profiles,
+            feature_importance=None if checks is None else checks.importance,
+            fairness=None if checks is None else checks.fairness,
+            fairness_summary=None if checks is None else checks.fairness_summary,
         ),
     )
+    publish_report(db, run.run_id, spec.pipeline.name, log)
     board = _leaderboard(evaluation, primary, "all" if split is None else "test")
     log("done: %d models ranked on %s; written to %s", board.height, primary, db)
     return RunResult(
@@ -219,6 +243,30 @@ def _train(
         promoted=decision.promoted,
         promotion_reason=decision.reason,
     )
+
+
+def _not_features(spec: Spec) -> tuple[str, ...]:
+    """A group id would let a model recognise groups instead of learning; audited attributes
+    stay out of the model unless the spec says they may be used."""
+    excluded = []
+    if spec.split.strategy == "group" and spec.split.column:
+        excluded.append(spec.split.column)
+    if not spec.fairness.use_as_feature:
+        excluded += spec.fairness.sensitive
+    return tuple(excluded)
+
+
+def _log_audit(checks: Audit, log: Callable[..., None]) -> None:
+    if checks.importance is not None and not checks.importance.is_empty():
+        top = checks.importance.filter(pl.col("rank") <= 3).sort("model_id", "rank")
+        log("explain: top features %s", ", ".join(dict.fromkeys(top["feature"])))
+    if checks.fairness_summary is not None:
+        warned = checks.fairness_summary.filter(pl.col("status") == "warn")
+        log(
+            "fairness: %d of %d disparities over the limit",
+            warned.height,
+            checks.fairness_summary.height,
+        )
 
 
 def _plan(spec: Spec, features: Features) -> SearchPlan:

@@ -63,8 +63,22 @@ def _column(spec: ColumnSpec) -> pa.Column:
     if spec.regex is not None:
         checks.append(pa.Check.str_matches(spec.regex))
     return pa.Column(
-        POLARS_DTYPES[spec.dtype], checks=checks, nullable=spec.nullable, unique=spec.unique
+        POLARS_DTYPES[spec.dtype],
+        checks=checks,
+        nullable=spec.nullable,
+        unique=spec.unique,
+        metadata={"pii": spec.pii} if spec.pii else None,
     )
+
+
+def pii_policies(schema: pa.DataFrameSchema) -> dict[str, str]:
+    """Column -> pii policy, from inline columns or a DataFrameModel's
+    Field(metadata={"pii": ...})."""
+    return {
+        name: str(column.metadata["pii"])
+        for name, column in schema.columns.items()
+        if column.metadata and column.metadata.get("pii")
+    }
 
 
 def _from_model(reference: str) -> pa.DataFrameSchema:

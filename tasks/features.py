@@ -3,7 +3,7 @@ preprocessing that lives inside every model's Pipeline (so CV folds never leak).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ class Features:
     numeric: list[str]
     categorical: list[str]
     split_key: np.ndarray | None = None  # the split.column values (time order or groups)
+    audit: dict[str, np.ndarray] = field(default_factory=dict)  # sensitive attributes, by row
 
 
 def prepare_features(
@@ -40,10 +41,11 @@ def prepare_features(
     task: str = "regression",
     split_column: str | None = None,
     exclude: tuple[str, ...] = (),
+    audit_columns: tuple[str, ...] = (),
 ) -> Features:
     """Apply the spec's SQL then drops; split off the target and the split key; sort the
     remaining columns into numeric and text. `exclude` leaves columns out of the features
-    without failing when absent (e.g. audited sensitive attributes)."""
+    without failing when absent; `audit_columns` are kept aside for the fairness audit."""
     if section.sql.strip():
         frame = warehouse.sql_over_frame(frame, section.sql, "source")
     unknown = [name for name in section.drop if name not in frame.columns]
@@ -56,6 +58,10 @@ def prepare_features(
         if split_column not in frame.columns:
             raise InputError(f"[split.column] no column '{split_column}' in the data")
         split_key = frame[split_column].to_numpy()
+    missing = [name for name in audit_columns if name not in frame.columns]
+    if missing:
+        raise InputError(f"[fairness.sensitive] no column(s) {', '.join(missing)} in the data")
+    audit = {name: frame[name].cast(pl.String).to_numpy() for name in audit_columns}
     frame = frame.drop(section.drop)
     y = None
     if target is not None:
@@ -68,7 +74,9 @@ def prepare_features(
         raise InputError("no feature columns left after features.sql / features.drop")
     numeric = [name for name, dtype in X.schema.items() if dtype.is_numeric()]
     categorical = [name for name in X.columns if name not in numeric]
-    return Features(X=X, y=y, numeric=numeric, categorical=categorical, split_key=split_key)
+    return Features(
+        X=X, y=y, numeric=numeric, categorical=categorical, split_key=split_key, audit=audit
+    )
 
 
 def scoring_features(
@@ -182,5 +190,6 @@ def build_features(
     task: str = "regression",
     split_column: str | None = None,
     exclude: tuple[str, ...] = (),
+    audit_columns: tuple[str, ...] = (),
 ) -> Features:
-    return prepare_features(frame, section, target, task, split_column, exclude)
+    return prepare_features(frame, section, target, task, split_column, exclude, audit_columns)

@@ -16,11 +16,16 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 
+import pandera.polars as pa
 import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from mallard.errors import SpecError
 from mallard.spec import ColumnSpec
+from mallard.tasks.validate import Validated
 
 SALT_ENV = "MALLARD_PII_SALT"
 REDACTED = "<pii:redacted>"
@@ -168,3 +173,28 @@ def _parsed_numbers(column: pl.Series) -> pl.Series | None:
 def _all_parsed(column: pl.Series, parsed: pl.Series) -> bool:
     present = column.len() - column.null_count()
     return present > 0 and parsed.null_count() == column.null_count()
+
+
+def drop_at_ingest(
+    frame: pl.DataFrame, schema: pa.DataFrameSchema, policies: Mapping[str, str]
+) -> tuple[pl.DataFrame, pa.DataFrameSchema]:
+    """ "drop" columns leave right after reading: not validated, not quarantined, not stored."""
+    dropped = [name for name, policy in policies.items() if policy == "drop"]
+    kept_schema = schema.remove_columns([n for n in dropped if n in schema.columns])
+    return frame.drop([n for n in dropped if n in frame.columns]), kept_schema
+
+
+def protect(validated: Validated, policies: Mapping[str, str], salt: str | None) -> Validated:
+    """Valid rows with PII hashed or generalised; quarantine values of PII columns redacted."""
+    if not policies:
+        return validated
+    return replace(
+        validated,
+        valid=apply_pii(validated.valid, policies, salt),
+        quarantine=mask_values(validated.quarantine, policies),
+    )
+
+
+@task(name="protect", cache_policy=NO_CACHE)
+def protect_pii(validated: Validated, policies: dict[str, str], salt: str | None) -> Validated:
+    return protect(validated, policies, salt)

@@ -20,7 +20,12 @@ from mallard.warehouse.queries import (
     table_counts,
 )
 from mallard.warehouse.records import RunBundle, RunRecord
-from mallard.warehouse.writes import record_run_started, write_promotion, write_run
+from mallard.warehouse.writes import (
+    record_run_started,
+    write_promotion,
+    write_report,
+    write_run,
+)
 
 __all__ = [
     "RunBundle",
@@ -40,5 +45,6 @@ __all__ = [
     "sql_over_frame",
     "table_counts",
     "write_promotion",
+    "write_report",
     "write_run",
 ]

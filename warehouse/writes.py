@@ -64,6 +64,19 @@ def write_run(db: Path, bundle: RunBundle) -> None:
             raise
 
 
+def write_report(db: Path, run_id: str, report: pl.DataFrame) -> None:
+    """Replace a run's stored report (created_at, html) in one transaction."""
+    with connect(db) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("DELETE FROM ml.reports WHERE run_id = ?", [run_id])
+            _insert_frame(con, "reports", run_id, report)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+
 def write_promotion(db: Path, promotions: pl.DataFrame, aliases: pl.DataFrame) -> None:
     """A manual promotion or rollback: the decision and the alias change, atomically."""
     with connect(db) as con:

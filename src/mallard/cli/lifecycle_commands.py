@@ -149,6 +149,25 @@ def repro(
 
 @app.command()
 @user_errors
+def report(
+    run_id: Annotated[str, typer.Argument(help="Run id (see `mallard runs`)")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="HTML file [default: RUN_ID.html]")
+    ] = None,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Write a run's self-contained HTML report (plots inline; opens with no network)."""
+    from mallard.config import warehouse_path
+    from mallard.report import render_report
+
+    html = render_report(warehouse_path(warehouse), run_id)
+    target = output or Path(f"{run_id.replace(':', '_')}.html")
+    target.write_text(html, encoding="utf-8")
+    console.print(f"report of {run_id}: {target} ({len(html) // 1024} KB)")
+
+
+@app.command()
+@user_errors
 def serve(
     spec: Annotated[Path, typer.Argument(help="Pipeline spec with a [schedule] section")],
     warehouse: WarehouseOption = None,
