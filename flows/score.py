@@ -21,7 +21,7 @@ from mallard.config import warehouse_path
 from mallard.errors import InputError, MallardError
 from mallard.flows import _quiet_user_errors
 from mallard.flows._run import Logger, Progress, guarded_run, new_run_id, start_record
-from mallard.schemas.inline import build_schema
+from mallard.schemas.inline import build_schema, pii_policies
 from mallard.spec import Spec, load_spec
 from mallard.tasks.drift import psi_table
 from mallard.tasks.evaluate import positive_probability
@@ -29,6 +29,7 @@ from mallard.tasks.features import scoring_features
 from mallard.tasks.ingest import ingest
 from mallard.tasks.metrics import Target
 from mallard.tasks.model_files import load_model
+from mallard.tasks.privacy import drop_at_ingest, protect_pii, require_salt
 from mallard.tasks.register import prediction_values
 from mallard.tasks.validate import enforce_invalid_limit, validate
 from mallard.warehouse import RunBundle
@@ -95,13 +96,16 @@ def _score(
     if not files:
         raise InputError(f"no input file matches '{input_path}'")
     schema = build_schema(spec.schema_, target, target_optional=True)
+    policies = pii_policies(schema)
+    salt = require_salt(policies)
     typed_columns = [name for name, column in schema.columns.items() if column.dtype is not None]
     raw = ingest(files, None, db, typed_columns)
+    frame, schema = drop_at_ingest(raw.frame, schema, policies)
     progress.run = progress.run.with_data(
         source=raw.description, data_sha256=raw.sha256, n_rows=raw.frame.height
     )
     log("ingest: %d rows from %s", raw.frame.height, raw.description)
-    checked = validate(raw.frame, schema)
+    checked = protect_pii(validate(frame, schema), policies, salt)
     progress.run = progress.run.with_data(n_invalid=checked.n_invalid)
     progress.quarantine = checked.quarantine
     log("validate: %d rows valid, %d quarantined", checked.valid.height, checked.n_invalid)
