@@ -287,5 +287,5 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    row = con.execute("SELECT max(version) FROM ml.schema_migrations").fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+    rows = con.execute("SELECT max(version) FROM ml.schema_migrations").fetchall()
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0

@@ -108,7 +108,7 @@ def _insert_frame(
     view = f"_mallard_insert_{table}"
     con.register(view, frame)
     try:
-        columns = ", ".join(frame.columns)
+        columns = ", ".join(f'"{name}"' for name in frame.columns)  # e.g. "group" is a keyword
         con.execute(
             f"INSERT INTO ml.{table} (run_id, {columns}) SELECT ?, {columns} FROM {view}",
             [run_id],

@@ -26,12 +26,26 @@ def fraud(rows: int, seed: int = 42, fraud_rate: float = 0.02) -> pl.DataFrame:
     hour[is_fraud] = rng.choice(24, size=n_fraud, p=_nighttime())
     distance = rng.gamma(1.5, 6.0, size=rows)
     distance[is_fraud] = rng.gamma(1.8, 14.0, size=n_fraud)
+    age_group = rng.choice(["18-29", "30-44", "45-64", "65+"], size=rows, p=[0.22, 0.3, 0.32, 0.16])
     velocity = rng.poisson(2.0, size=rows)
     velocity[is_fraud] = rng.poisson(3.5, size=n_fraud)
     frame = pl.DataFrame(
         {
             "transaction_id": np.arange(1, rows + 1),
             "customer_id": rng.integers(1, max(2, rows // 8), size=rows),
+            # Personal data the spec protects: the email is dropped at ingest, the postcode
+            # generalised to its district; the age group is audited for fairness.
+            "email": [f"customer{n}@example.org" for n in rng.integers(1, 10**6, size=rows)],
+            "postcode": [
+                f"{a}{b} {c}XY"
+                for a, b, c in zip(
+                    rng.choice(list("ABCDEFGH"), size=rows),
+                    rng.integers(1, 20, size=rows),
+                    rng.integers(1, 9, size=rows),
+                    strict=True,
+                )
+            ],
+            "age_group": age_group,
             "amount": amount.round(2),
             "merchant_category": category,
             "hour": hour,
