@@ -71,16 +71,5 @@ def audit_run(
     return Audit(importance=importance, fairness=table, fairness_summary=summary)
 
 
-@task(name="audit", cache_policy=NO_CACHE)
-def audit(
-    run_id: str,
-    best_id: str,
-    tuned: list[Tuned],
-    features: Features,
-    split: Split,
-    target: Target,
-    primary: str,
-    fairness: FairnessSection,
-    seed: int,
-) -> Audit:
-    return audit_run(run_id, best_id, tuned, features, split, target, primary, fairness, seed)
+# The flow step: a Prefect task over the pure function above (its `.fn` is that function).
+audit = task(name="audit", cache_policy=NO_CACHE)(audit_run)

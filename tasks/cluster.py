@@ -85,6 +85,7 @@ def cluster_tables(
     return assignments, profiles
 
 
-@task(name="cluster", cache_policy=NO_CACHE, task_run_name="cluster-{name}")
-def cluster(name: str, candidate: Candidate, features: Features, plan: SearchPlan) -> Tuned:
-    return tune_clusterer(name, candidate, features, plan)
+# The flow step: a Prefect task over the pure function above (its `.fn` is that function).
+cluster = task(name="cluster", cache_policy=NO_CACHE, task_run_name="cluster-{name}")(
+    tune_clusterer
+)

@@ -118,13 +118,7 @@ def _ensemble(kind: str, estimators: list[tuple[str, Any]], plan: SearchPlan) ->
     return VotingRegressor(estimators)
 
 
-@task(name="ensemble", cache_policy=NO_CACHE, task_run_name="ensemble-{name}")
-def ensemble(
-    name: str,
-    candidate: Candidate,
-    members: list[Tuned],
-    features: Features,
-    train_rows: np.ndarray,
-    plan: SearchPlan,
-) -> Tuned:
-    return build_ensemble(name, candidate, members, features, train_rows, plan)
+# The flow step: a Prefect task over the pure function above (its `.fn` is that function).
+ensemble = task(name="ensemble", cache_policy=NO_CACHE, task_run_name="ensemble-{name}")(
+    build_ensemble
+)

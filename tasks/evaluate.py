@@ -135,13 +135,5 @@ def _confusion(
     )
 
 
-@task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(
-    run_id: str,
-    tuned: list[Tuned],
-    features: Features,
-    split: Split | None,
-    target: Target,
-    row_index: pl.Series,
-) -> Evaluation:
-    return evaluation_table(run_id, tuned, features, split, target, row_index)
+# The flow step: a Prefect task over the pure function above (its `.fn` is that function).
+evaluate = task(name="evaluate", cache_policy=NO_CACHE)(evaluation_table)

@@ -182,14 +182,5 @@ def _model_ready(X: pl.DataFrame) -> pl.DataFrame:
     return X.with_columns(conversions) if conversions else X
 
 
-@task(name="features", cache_policy=NO_CACHE)
-def build_features(
-    frame: pl.DataFrame,
-    section: FeaturesSection,
-    target: str | None,
-    task: str = "regression",
-    split_column: str | None = None,
-    exclude: tuple[str, ...] = (),
-    audit_columns: tuple[str, ...] = (),
-) -> Features:
-    return prepare_features(frame, section, target, task, split_column, exclude, audit_columns)
+# The flow step: a Prefect task over the pure function above (its `.fn` is that function).
+build_features = task(name="features", cache_policy=NO_CACHE)(prepare_features)

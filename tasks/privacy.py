@@ -195,6 +195,5 @@ def protect(validated: Validated, policies: Mapping[str, str], salt: str | None)
     )
 
 
-@task(name="protect", cache_policy=NO_CACHE)
-def protect_pii(validated: Validated, policies: dict[str, str], salt: str | None) -> Validated:
-    return protect(validated, policies, salt)
+# The flow step: a Prefect task over the pure function above (its `.fn` is that function).
+protect_pii = task(name="protect", cache_policy=NO_CACHE)(protect)

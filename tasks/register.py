@@ -107,13 +107,5 @@ def prediction_values(model: Any, X: pl.DataFrame, target: Target) -> np.ndarray
     return None
 
 
-@task(name="register", cache_policy=NO_CACHE)
-def register(
-    run_id: str,
-    tuned: list[Tuned],
-    features: Features,
-    split: Split | None,
-    lineage: Lineage,
-    target: Target,
-) -> Registered:
-    return register_models(run_id, tuned, features, split, lineage, target)
+# The flow step: a Prefect task over the pure function above (its `.fn` is that function).
+register = task(name="register", cache_policy=NO_CACHE)(register_models)

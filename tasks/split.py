@@ -113,13 +113,5 @@ def random_split(n_rows: int, section: SplitSection, seed: int, folds: int) -> S
     return make_split(n_rows, section, seed, folds)
 
 
-@task(name="split", cache_policy=NO_CACHE)
-def split_rows(
-    n_rows: int,
-    section: SplitSection,
-    seed: int,
-    folds: int,
-    y: np.ndarray | None = None,
-    key: np.ndarray | None = None,
-) -> Split:
-    return make_split(n_rows, section, seed, folds, y, key)
+# The flow step: a Prefect task over the pure function above (its `.fn` is that function).
+split_rows = task(name="split", cache_policy=NO_CACHE)(make_split)

@@ -243,8 +243,5 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-@task(name="tune", cache_policy=NO_CACHE, task_run_name="tune-{name}")
-def tune(
-    name: str, candidate: Candidate, features: Features, train_rows: np.ndarray, plan: SearchPlan
-) -> Tuned:
-    return tune_candidate(name, candidate, features, train_rows, plan)
+# The flow step: a Prefect task over the pure function above (its `.fn` is that function).
+tune = task(name="tune", cache_policy=NO_CACHE, task_run_name="tune-{name}")(tune_candidate)

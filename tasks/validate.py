@@ -160,6 +160,5 @@ def _empty_quarantine() -> pl.DataFrame:
     return pl.DataFrame(schema=QUARANTINE_SCHEMA)
 
 
-@task(name="validate", cache_policy=NO_CACHE)
-def validate(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> Validated:
-    return quarantine_invalid(frame, schema)
+# The flow step: a Prefect task over the pure function above (its `.fn` is that function).
+validate = task(name="validate", cache_policy=NO_CACHE)(quarantine_invalid)

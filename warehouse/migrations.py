@@ -55,13 +55,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             value DOUBLE
         );
         -- One row per model of each succeeded run, on the run's primary metric:
-        -- value is the test split (the rank), validation and cv (mean over folds) beside it.
+        -- value is the test split (the rank), validation and cv (mean over folds) beside it;
+        -- clustering has no holdout and is ranked on all rows (split 'all').
         CREATE VIEW ml.leaderboard AS
         WITH per_split AS (
             SELECT
                 r.pipeline, m.run_id, m.model_id, m.family, m.metric, r.greater_is_better,
                 r.finished_at,
-                max(m.value) FILTER (WHERE m.split = 'test') AS value,
+                max(m.value) FILTER (WHERE m.split IN ('test', 'all')) AS value,
                 max(m.value) FILTER (WHERE m.split = 'validation') AS validation_value,
                 max(m.value) FILTER (WHERE m.split = 'cv') AS cv_value
             FROM ml.metrics AS m
@@ -231,28 +232,6 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             max_disparity DOUBLE,
             status VARCHAR NOT NULL         -- pass | warn
         );
-        -- Clustering has no holdout: its models are ranked on all rows (split 'all').
-        CREATE OR REPLACE VIEW ml.leaderboard AS
-        WITH per_split AS (
-            SELECT
-                r.pipeline, m.run_id, m.model_id, m.family, m.metric, r.greater_is_better,
-                r.finished_at,
-                max(m.value) FILTER (WHERE m.split IN ('test', 'all')) AS value,
-                max(m.value) FILTER (WHERE m.split = 'validation') AS validation_value,
-                max(m.value) FILTER (WHERE m.split = 'cv') AS cv_value
-            FROM ml.metrics AS m
-            JOIN ml.runs AS r USING (run_id)
-            WHERE m.metric = r.primary_metric AND r.status = 'succeeded'
-            GROUP BY ALL
-        )
-        SELECT
-            pipeline, run_id, model_id, family, metric, value, validation_value, cv_value,
-            RANK() OVER (
-                PARTITION BY run_id
-                ORDER BY CASE WHEN greater_is_better THEN -value ELSE value END
-            ) AS rank,
-            finished_at
-        FROM per_split;
         CREATE TABLE ml.reports (
             run_id VARCHAR NOT NULL,
             created_at TIMESTAMPTZ NOT NULL,
