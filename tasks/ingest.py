@@ -53,12 +53,13 @@ def _read_one(path: Path, text_columns: list[str]) -> pl.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
-            return pl.read_parquet(path)
+            return pl.read_parquet(path, glob=False)  # a matched file name is not a pattern
         if suffix in {".csv", ".txt", ".tsv"}:
             if path.stat().st_size == 0:
                 raise InputError(f"{path} is empty (0 bytes): expected a header and data rows")
             return pl.read_csv(
                 path,
+                glob=False,
                 separator="\t" if suffix == ".tsv" else ",",
                 schema_overrides={name: pl.String for name in text_columns},
                 infer_schema_length=10_000,
