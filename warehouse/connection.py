@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
@@ -15,6 +16,7 @@ from mallard.config import lock_timeout_s
 from mallard.errors import WarehouseError
 from mallard.warehouse.migrations import migrate
 
+T = TypeVar("T")
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
@@ -35,11 +37,17 @@ def connect(db: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyCon
 
 
 def _open_with_retry(db: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    return retry_on_lock(db, lambda: duckdb.connect(str(db), read_only=read_only))
+
+
+def retry_on_lock(db: Path, open_file: Callable[[], T]) -> T:
+    """Call `open_file` (anything that opens `db`) until the file's lock is free, for at most
+    MALLARD_LOCK_TIMEOUT seconds, with jittered exponential backoff."""
     deadline = time.monotonic() + lock_timeout_s()
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(str(db), read_only=read_only)
+            return open_file()
         except duckdb.IOException as exc:
             # Look for "lock" in the message without the path, which may contain it too.
             if "lock" not in str(exc).replace(str(db), "").lower():
@@ -57,6 +65,6 @@ def _locked_message(db: Path, error: str) -> str:
     who = f"{holder['program']} (PID {holder['pid']})" if holder else "another process"
     return (
         f"warehouse {db} is locked by {who} and stayed locked for {lock_timeout_s():g} s; "
-        "close that duckdb shell or connection (for long reads, work on a copy of the file) "
+        "close that duckdb shell or connection (for long reads, use `mallard snapshot`) "
         "and run again"
     )

@@ -112,6 +112,21 @@ def sql(
         print_frame(frame)
 
 
+@app.command()
+@user_errors
+def snapshot(
+    target: Annotated[Path, typer.Argument(help="The copy to write, e.g. bi.duckdb")],
+    force: Annotated[bool, typer.Option(help="Replace an existing copy")] = False,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Copy the warehouse for BI tools and long reads (they then never lock the live file)."""
+    from mallard.config import warehouse_path
+    from mallard.warehouse.snapshot import snapshot as copy_warehouse
+
+    tables = copy_warehouse(warehouse_path(warehouse), target, overwrite=force)
+    console.print(f"snapshot: {tables} tables copied to {target}")
+
+
 def _train(spec: Path, warehouse: Path | None, run_id: str | None) -> RunResult:
     from mallard.flows.train import RunResult, train
 
