@@ -17,6 +17,7 @@ def deployments(spec: Spec, warehouse_file: Path) -> list[RunnerDeployment]:
     """One deployment per cron in the spec, named after the pipeline, with absolute paths so
     the served runs do not depend on the directory they start in."""
     name = spec.pipeline.name
+    warehouse_file = Path(warehouse_file).resolve()
     planned: list[Any] = []  # to_deployment's annotation admits a coroutine; called sync, it isn't
     if spec.schedule.train:
         planned.append(

@@ -232,6 +232,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             max_disparity DOUBLE,
             status VARCHAR NOT NULL         -- pass | warn
         );
+        -- One line per run: what an analyst or `mallard runs` wants first.
+        CREATE VIEW ml.run_summary AS
+        SELECT
+            r.run_id, r.pipeline, r.flow, r.status, r.started_at, r.finished_at,
+            round(epoch(r.finished_at) - epoch(r.started_at), 1) AS seconds,
+            r.n_rows, r.n_invalid, r.primary_metric,
+            best.model_id AS best_model_id, best.value AS best_value,
+            decision.promoted, r.error
+        FROM ml.runs AS r
+        LEFT JOIN (
+            SELECT run_id, model_id, value FROM ml.leaderboard WHERE rank = 1
+            QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY model_id) = 1
+        ) AS best USING (run_id)
+        LEFT JOIN (
+            SELECT run_id, bool_or(promoted) AS promoted FROM ml.promotions GROUP BY run_id
+        ) AS decision USING (run_id);
         CREATE TABLE ml.reports (
             run_id VARCHAR NOT NULL,
             created_at TIMESTAMPTZ NOT NULL,

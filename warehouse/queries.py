@@ -26,11 +26,10 @@ def runs(db: Path, limit: int = 20) -> pl.DataFrame:
     return query(
         db,
         f"""
-        SELECT run_id, pipeline, status,
-               strftime(started_at, '%Y-%m-%d %H:%M:%S') AS started,
-               round(epoch(finished_at) - epoch(started_at), 1) AS seconds,
-               n_rows, n_invalid, error
-        FROM ml.runs ORDER BY started_at DESC LIMIT {int(limit)}
+        SELECT run_id, pipeline, flow, status,
+               strftime(started_at, '%Y-%m-%d %H:%M:%S') AS started, seconds,
+               n_rows, n_invalid, primary_metric AS metric, best_value, promoted, error
+        FROM ml.run_summary ORDER BY started_at DESC LIMIT {int(limit)}
         """,
     )
 
@@ -120,11 +119,13 @@ def champion(db: Path, pipeline: str, ignore_run_id: str | None = None) -> dict[
         """
         SELECT m.* FROM (
             SELECT model_id FROM ml.aliases
-            WHERE pipeline = ? AND alias = 'champion' AND run_id IS DISTINCT FROM ?
+            WHERE pipeline = ? AND alias = 'champion'
+              -- manual aliases have no run_id: never ignored (IS DISTINCT FROM NULL would)
+              AND (run_id IS NULL OR ? IS NULL OR run_id <> ?)
             ORDER BY set_at DESC LIMIT 1
         ) AS a JOIN ml.models AS m USING (model_id)
         """,
-        [pipeline, ignore_run_id],
+        [pipeline, ignore_run_id, ignore_run_id],
     )
     return frame.row(0, named=True) if frame.height else None
 
