@@ -1,4 +1,4 @@
-"""Model lifecycle commands: score, promote, show, repro, serve."""
+"""Model lifecycle commands: validate, score, promote, show, repro, report, serve."""
 
 from __future__ import annotations
 
@@ -40,6 +40,31 @@ def score(
     load_spec(spec)
     result = run_flow(score_flow, ScoreResult, spec, input_path, warehouse, output, run_id)
     _print_score(result)
+
+
+@app.command()
+@user_errors
+def validate(
+    spec: Annotated[Path, typer.Argument(help="Pipeline spec (TOML)")],
+    input_path: Annotated[
+        str | None,
+        typer.Argument(metavar="[INPUT]", help="File or glob [default: the spec's source]"),
+    ] = None,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Validate data against the spec's schema; store the quarantine, train nothing (exit 3 if
+    too many rows fail)."""
+    from mallard.flows.validate import ValidationResult, validate_data
+    from mallard.spec import load_spec
+
+    load_spec(spec)
+    result = run_flow(validate_data, ValidationResult, spec, input_path, warehouse)
+    console.print(
+        f"validate run [bold]{result.run_id}[/]: {result.n_rows} rows, {result.n_invalid} "
+        f"quarantined ({result.invalid_fraction:.1%})"
+    )
+    for failure, rows in result.failures.items():
+        console.print(f"  {escape(failure)}: {rows} rows")
 
 
 @app.command()
