@@ -32,6 +32,7 @@ Scorer = Callable[..., float]
 class Metric:
     greater_is_better: bool
     needs_proba: bool = False  # only predict_proba will do (decision_function is not enough)
+    needs_scores: bool = False  # a continuous score: predict_proba or decision_function
 
 
 REGRESSION = {
@@ -47,8 +48,8 @@ CLASSIFICATION = {
     "recall": Metric(True),
     "f1": Metric(True),
     "f1_macro": Metric(True),
-    "roc_auc": Metric(True),  # multiclass: one-vs-rest on probabilities
-    "pr_auc": Metric(True),  # average precision of the positive class; binary only
+    "roc_auc": Metric(True, needs_scores=True),  # multiclass: one-vs-rest on probabilities
+    "pr_auc": Metric(True, needs_scores=True),  # average precision of the positive class; binary
     "log_loss": Metric(False, needs_proba=True),
 }
 CLUSTERING = {
@@ -98,28 +99,38 @@ def scorers(target: Target, estimator: Any) -> dict[str, Scorer]:
     if target.task != "classification":
         raise ValueError(f"no CV scorers for task {target.task}")
     has_proba = hasattr(estimator, "predict_proba")
-    available = {
-        name: scorer
-        for name, scorer in _classification_scorers(target).items()
-        if has_proba or not CLASSIFICATION[name].needs_proba
+    has_scores = has_proba or hasattr(estimator, "decision_function")
+
+    def usable(name: str) -> bool:
+        metric = CLASSIFICATION[name]
+        # one-vs-rest ROC AUC of several classes reads probabilities, not decision scores
+        if metric.needs_proba or (metric.needs_scores and not target.binary):
+            return has_proba
+        return has_scores or not metric.needs_scores
+
+    return {
+        name: scorer for name, scorer in _classification_scorers(target).items() if usable(name)
     }
-    return available
 
 
 def _classification_scorers(target: Target) -> dict[str, Scorer]:
     either = ("decision_function", "predict_proba")
+    # Averaged scores have no positive class; pos_label=None stops sklearn checking its default
+    # (1) against the labels, which fails for a binary target such as "yes"/"no".
     common = {
         "accuracy": get_scorer("accuracy"),
         "balanced_accuracy": get_scorer("balanced_accuracy"),
-        "f1_macro": make_scorer(f1_score, average="macro", zero_division=0),
+        "f1_macro": make_scorer(f1_score, average="macro", zero_division=0, pos_label=None),
         "log_loss": get_scorer("neg_log_loss"),
     }
     if not target.binary:
         return {
             **common,
-            "precision": make_scorer(precision_score, average="macro", zero_division=0),
-            "recall": make_scorer(recall_score, average="macro", zero_division=0),
-            "f1": make_scorer(f1_score, average="macro", zero_division=0),
+            "precision": make_scorer(
+                precision_score, average="macro", zero_division=0, pos_label=None
+            ),
+            "recall": make_scorer(recall_score, average="macro", zero_division=0, pos_label=None),
+            "f1": make_scorer(f1_score, average="macro", zero_division=0, pos_label=None),
             "roc_auc": get_scorer("roc_auc_ovr"),
         }
     pos = target.pos_label

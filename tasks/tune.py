@@ -172,6 +172,10 @@ def _search(
             pipeline,
             grid,
             n_candidates=n_iter,
+            # The last round trains on (nearly) every train row, as in the grid variant; the
+            # default would start at a handful of rows and stop after n_iter's rounds on a tiny
+            # subset, choosing the winner (and reporting its CV score) from very small fits.
+            min_resources="exhaust",
             scoring=scoring[refit],
             random_state=plan.seed,
             **common,
