@@ -50,7 +50,10 @@ def audit_run(
         mid = model_id(run_id, result.name)
         if result.family == BASELINE or (mid != best_id and not cheap):
             continue
-        scorer = scorers(target, result.model)[primary]
+        scoring = scorers(target, result.model)
+        if primary not in scoring:  # e.g. a hard-voting ensemble has no scores for roc_auc
+            continue
+        scorer = scoring[primary]
         ranked = permutation_importance_table(result.model, X, y, scorer, REPEATS, seed)
         explained.append(ranked.with_columns(pl.lit(mid).alias("model_id")))
     importance = pl.concat(explained) if explained else None

@@ -30,6 +30,7 @@ from sklearn.model_selection import (
 )
 from threadpoolctl import threadpool_limits
 
+from mallard.errors import InputError
 from mallard.spec import Candidate, FeaturesSection
 from mallard.tasks.families import BASELINE, family, search_space
 from mallard.tasks.features import Features, model_pipeline
@@ -113,6 +114,11 @@ def tune_candidate(
     grid = {prefix + k: v for k, v in space.items()}
     scoring = scorers(plan.target, pipeline)
     refit = candidate.scoring or plan.primary
+    if refit not in scoring:
+        raise InputError(
+            f"[candidates] '{name}' ({candidate.family}) cannot be scored on {refit}: it has no "
+            "probabilities or decision scores; choose another metric or family"
+        )
     search = _search(candidate, pipeline, grid, scoring, refit, plan)
     X, y, groups = train_view(features, train_rows, plan)
     # One BLAS/OpenMP thread per candidate: the candidates themselves share the cores.
