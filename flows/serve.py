@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
+from prefect.types.entrypoint import EntrypointType
 
 from mallard.flows.score import score
 from mallard.flows.train import train
@@ -29,6 +30,7 @@ def deployments(spec: Spec, warehouse_file: Path) -> list[RunnerDeployment]:
                     "warehouse_file": str(warehouse_file),
                 },
                 tags=["mallard", name],
+                entrypoint_type=EntrypointType.MODULE_PATH,
                 description=f"Retrain pipeline {name} from {spec.spec_path}",
             )
         )
@@ -46,6 +48,7 @@ def deployments(spec: Spec, warehouse_file: Path) -> list[RunnerDeployment]:
                     "warehouse_file": str(warehouse_file),
                 },
                 tags=["mallard", name],
+                entrypoint_type=EntrypointType.MODULE_PATH,
                 description=f"Score {pattern} with the champion of {name}",
             )
         )

@@ -53,7 +53,12 @@ def register_models(
     """ml.models rows and drift reference profiles: the features as the models learned them
     (train split; all rows for clustering), and each model's predictions on held-out rows."""
     reference_rows = np.arange(features.X.height) if split is None else split.train
-    held_out = np.arange(features.X.height) if split is None else split.test
+    # Validation and test rows both: more rows make a steadier prediction reference.
+    held_out = (
+        np.arange(features.X.height)
+        if split is None
+        else np.sort(np.concatenate([split.validation, split.test]))
+    )
     feature_profile = reference_profile(
         features.X[reference_rows], features.numeric, features.categorical
     )

@@ -135,7 +135,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             pipeline VARCHAR NOT NULL,
             model_id VARCHAR NOT NULL,
             champion_model_id VARCHAR,
-            policy VARCHAR NOT NULL,        -- auto | manual
+            policy VARCHAR NOT NULL,        -- auto | manual | never (repro runs)
             metric VARCHAR,
             model_value DOUBLE,
             champion_value DOUBLE,

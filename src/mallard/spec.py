@@ -152,11 +152,23 @@ class ScheduleSection(_Section):
         return None if cron is None else _check_cron(cron)
 
 
+# Prefect accepts these nicknames; cronsim (which checks the syntax here) does not.
+_CRON_NICKNAMES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
 def _check_cron(cron: str) -> str:
     from cronsim import CronSim, CronSimError
 
     try:
-        CronSim(cron, datetime.now(UTC))
+        CronSim(_CRON_NICKNAMES.get(cron.strip(), cron), datetime.now(UTC))
     except CronSimError as exc:
         raise ValueError(f"'{cron}' is not a valid cron expression: {exc}") from None
     return cron

@@ -12,7 +12,7 @@ from mallard.cli import app
 from mallard.errors import SpecError
 from mallard.examples import spec_text, write_housing_csv
 from mallard.flows.serve import deployments
-from mallard.spec import load_spec
+from mallard.spec import load_spec, parse_spec
 
 runner = CliRunner()
 SCHEDULE = """
@@ -155,5 +155,13 @@ def test_applied_deployments_read_back_from_prefect(tmp_path: Path) -> None:
     assert score.parameters["input_path"] == str(tmp_path / "incoming" / "*.csv")
     assert Path(score.parameters["spec_path"]).is_absolute()
     assert {"mallard", "served-housing"} <= set(train.tags)
-    assert train.entrypoint is not None and train.entrypoint.endswith("train.py:train")
-    assert score.entrypoint is not None and score.entrypoint.endswith("score.py:score")
+    # module paths, so a served run imports the installed package from any directory
+    assert train.entrypoint == "mallard.flows.train.train"
+    assert score.entrypoint == "mallard.flows.score.score"
+
+
+def test_cron_nicknames_prefect_accepts_are_accepted(tmp_path: Path) -> None:
+    write_housing_csv(tmp_path / "data" / "housing.csv", rows=100)
+    text = spec_text() + '\n[schedule]\ntrain = "@daily"\n'
+    spec = parse_spec(text, tmp_path / "housing.toml")
+    assert spec.schedule.train == "@daily"
