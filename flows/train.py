@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
+from threadpoolctl import threadpool_limits
 
 from mallard import warehouse
 from mallard.config import warehouse_path
@@ -88,9 +89,13 @@ def train(
         return Failed(message=str(exc), data=exc)
     db = warehouse_path(warehouse_file)
     progress = Progress(start_record(spec, run_id or new_run_id(spec.pipeline.name), "train"))
-    return guarded_run(
-        db, progress, lambda: _train(spec, db, progress, get_run_logger(), may_promote), "train"
-    )
+    # Parallelism lives at the candidate level (one task per candidate). Evaluation, importance
+    # and registration call predict thousands of times on small frames, where OpenMP/BLAS
+    # threads cost more to start than they save (measured: 57 s -> 3 s for one audit).
+    with threadpool_limits(limits=1):
+        return guarded_run(
+            db, progress, lambda: _train(spec, db, progress, get_run_logger(), may_promote), "train"
+        )
 
 
 def _train(
