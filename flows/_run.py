@@ -14,6 +14,7 @@ from prefect import get_run_logger
 from prefect.states import Failed, State
 
 from mallard import warehouse
+from mallard.config import warehouse_path
 from mallard.errors import MallardError
 from mallard.lineage import code_version, library_versions
 from mallard.spec import Spec
@@ -60,6 +61,25 @@ def start_record(spec: Spec, run_id: str, flow: str) -> RunRecord:
         versions=library_versions(),
         flow=flow,
     )
+
+
+def run_spec(
+    flow: str,
+    load: Callable[[], Spec],
+    warehouse_file: Path | None,
+    run_id: str | None,
+    body: Callable[[Spec, Path, Progress], T],
+) -> T | State:
+    """What every flow does around its body: load the spec (a bad spec ends the flow run Failed
+    with its message, writing nothing), open the run record, then `guarded_run`."""
+    try:
+        spec = load()
+    except MallardError as exc:
+        get_run_logger().error(str(exc))
+        return Failed(message=str(exc), data=exc)
+    db = warehouse_path(warehouse_file)
+    progress = Progress(start_record(spec, run_id or new_run_id(spec.pipeline.name, flow), flow))
+    return guarded_run(db, progress, lambda: body(spec, db, progress), flow)
 
 
 def guarded_run(db: Path, progress: Progress, body: Callable[[], T], what: str) -> T | State:

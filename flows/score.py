@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 from prefect import flow, get_run_logger
-from prefect.states import Failed, State
+from prefect.states import State
 
 from mallard import warehouse
-from mallard.config import warehouse_path
-from mallard.errors import InputError, MallardError
+from mallard.errors import InputError
 from mallard.flows import _quiet_user_errors
-from mallard.flows._run import Logger, Progress, guarded_run, new_run_id, start_record
+from mallard.flows._run import Logger, Progress, run_spec
 from mallard.schemas.inline import build_schema, pii_policies
 from mallard.spec import Spec, load_spec
 from mallard.tasks.drift import psi_table
@@ -59,20 +58,14 @@ def score(
     run_id: str | None = None,
 ) -> ScoreResult | State:
     """Score the files matching `input_path` (a path or glob) with the pipeline's champion."""
-    try:
-        spec = load_spec(Path(spec_path))
-    except MallardError as exc:
-        get_run_logger().error(str(exc))
-        return Failed(message=str(exc), data=exc)
-    db = warehouse_path(warehouse_file)
-    progress = Progress(
-        start_record(spec, run_id or new_run_id(spec.pipeline.name, "score"), "score")
-    )
-    return guarded_run(
-        db,
-        progress,
-        lambda: _score(spec, str(input_path), db, output, progress, get_run_logger()),
+    return run_spec(
         "score",
+        lambda: load_spec(Path(spec_path)),
+        warehouse_file,
+        run_id,
+        lambda spec, db, progress: _score(
+            spec, str(input_path), db, output, progress, get_run_logger()
+        ),
     )
 
 

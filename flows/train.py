@@ -13,18 +13,17 @@ import numpy as np
 import polars as pl
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
-from prefect.states import Failed, State
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from threadpoolctl import threadpool_limits
 
 from mallard import warehouse
-from mallard.config import warehouse_path
 from mallard.errors import MallardError
 from mallard.flows import _quiet_user_errors
 from mallard.flows._audit import Audit, audit
 from mallard.flows._champion import champion_decision
 from mallard.flows._report import publish_report
-from mallard.flows._run import Logger, Progress, guarded_run, new_run_id, start_record
+from mallard.flows._run import Logger, Progress, run_spec
 from mallard.schemas.inline import build_schema, pii_policies
 from mallard.spec import Candidate, Spec, load_spec, parse_spec
 from mallard.tasks.cluster import cluster, cluster_tables
@@ -81,20 +80,17 @@ def train(
     A user-caused failure (bad spec, bad data) ends the flow run Failed with a one-line message
     and no traceback; the run record and quarantine are still written for inspection in SQL.
     """
-    try:
-        path = Path(spec_path)
-        spec = load_spec(path) if spec_toml is None else parse_spec(spec_toml, path)
-    except MallardError as exc:
-        get_run_logger().error(str(exc))
-        return Failed(message=str(exc), data=exc)
-    db = warehouse_path(warehouse_file)
-    progress = Progress(start_record(spec, run_id or new_run_id(spec.pipeline.name), "train"))
+    path = Path(spec_path)
     # Parallelism lives at the candidate level (one task per candidate). Evaluation, importance
     # and registration call predict thousands of times on small frames, where OpenMP/BLAS
     # threads cost more to start than they save (measured: 57 s -> 3 s for one audit).
     with threadpool_limits(limits=1):
-        return guarded_run(
-            db, progress, lambda: _train(spec, db, progress, get_run_logger(), may_promote), "train"
+        return run_spec(
+            "train",
+            lambda: load_spec(path) if spec_toml is None else parse_spec(spec_toml, path),
+            warehouse_file,
+            run_id,
+            lambda spec, db, progress: _train(spec, db, progress, get_run_logger(), may_promote),
         )
 
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import polars as pl
 from prefect import flow, get_run_logger
-from prefect.states import Failed, State
+from prefect.states import State
 
 from mallard import warehouse
-from mallard.config import warehouse_path
-from mallard.errors import InputError, MallardError
+from mallard.errors import InputError
 from mallard.flows import _quiet_user_errors
-from mallard.flows._run import Progress, guarded_run, new_run_id, start_record
+from mallard.flows._run import Progress, run_spec
 from mallard.schemas.inline import build_schema, pii_policies
 from mallard.spec import Spec, load_spec
 from mallard.tasks.ingest import ingest
@@ -44,15 +43,13 @@ def validate_data(
     run_id: str | None = None,
 ) -> ValidationResult | State:
     """Validate the spec's source (or `input_path`, a file or glob; the target may be absent)."""
-    try:
-        spec = load_spec(Path(spec_path))
-    except MallardError as exc:
-        get_run_logger().error(str(exc))
-        return Failed(message=str(exc), data=exc)
-    db = warehouse_path(warehouse_file)
-    run = start_record(spec, run_id or new_run_id(spec.pipeline.name, "validate"), "validate")
-    progress = Progress(run)
-    return guarded_run(db, progress, lambda: _validate(spec, input_path, db, progress), "validate")
+    return run_spec(
+        "validate",
+        lambda: load_spec(Path(spec_path)),
+        warehouse_file,
+        run_id,
+        lambda spec, db, progress: _validate(spec, input_path, db, progress),
+    )
 
 
 def _validate(spec: Spec, input_path: str | None, db: Path, progress: Progress) -> ValidationResult:

@@ -12,16 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mallard import warehouse
-from mallard.cli import app
+from tests.cli import mallard
 
 runner = CliRunner()
-
-
-def mallard(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
-    assert "Traceback" not in output, output
-    return result.exit_code, " ".join(output.split())  # rich wraps long lines
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from mallard import warehouse
-from mallard.cli import app
 from mallard.examples import housing, spec_text, write_housing_csv
+from tests.cli import mallard
 from tests.conftest import FAST_CANDIDATES
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 runner = CliRunner()
-
-
-def mallard(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
-    assert "Traceback" not in output, output
-    return result.exit_code, " ".join(output.split())  # rich wraps long lines
 
 
 def write_pipeline(folder: Path) -> Path:

@@ -12,18 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from mallard import init_spec, warehouse
-from mallard.cli import app
 from mallard.errors import InputError
 from mallard.spec import Spec, load_spec
+from tests.cli import mallard
 
 runner = CliRunner()
-
-
-def mallard(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
-    assert "Traceback" not in output, output
-    return result.exit_code, " ".join(output.split())  # rich wraps long lines
 
 
 def houses(rows: int = 300, seed: int = 3, target: str = "price") -> pl.DataFrame:

@@ -1,0 +1,17 @@
+"""Drive the CLI in-process as a user would: exit code and output, never a traceback."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from mallard.cli import app
+
+runner = CliRunner()
+
+
+def mallard(*args: str) -> tuple[int, str]:
+    """Run `mallard ARGS`; the output comes back with whitespace collapsed (rich wraps lines)."""
+    result = runner.invoke(app, list(args))
+    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert "Traceback" not in output, output
+    return result.exit_code, " ".join(output.split())
