@@ -55,7 +55,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             value DOUBLE
         );
         -- One row per model of each succeeded run, on the run's primary metric:
-        -- value is the test split (the rank), validation and cv (mean over folds) beside it;
+        -- value is the test split, validation (the rank) and cv (mean over folds) beside it;
         -- clustering has no holdout and is ranked on all rows (split 'all').
         CREATE VIEW ml.leaderboard AS
         WITH per_split AS (
@@ -72,9 +72,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         )
         SELECT
             pipeline, run_id, model_id, family, metric, value, validation_value, cv_value,
+            -- Ranked the way the champion candidate is chosen: on validation, so the test
+            -- split stays an untouched estimate (clustering has neither: all rows).
             RANK() OVER (
                 PARTITION BY run_id
-                ORDER BY CASE WHEN greater_is_better THEN -value ELSE value END
+                ORDER BY CASE
+                    WHEN greater_is_better THEN -coalesce(validation_value, value)
+                    ELSE coalesce(validation_value, value)
+                END
             ) AS rank,
             finished_at
         FROM per_split;

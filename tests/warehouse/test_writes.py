@@ -261,13 +261,14 @@ SCORES = {
 }
 
 
-def test_leaderboard_ranks_rmse_ascending(db: Path) -> None:
+def test_leaderboard_ranks_on_validation_rmse_ascending_and_shows_test(db: Path) -> None:
+    """Ranked the way the champion candidate is chosen (validation); test is only reported."""
     write_run(db, RunBundle(run=run_record("by-rmse"), metrics=metrics("by-rmse", SCORES)))
 
-    assert board(db, "by-rmse") == [("lasso", 10.0, 1), ("ridge", 20.0, 2), ("dummy", 50.0, 3)]
+    assert board(db, "by-rmse") == [("ridge", 20.0, 1), ("dummy", 50.0, 2), ("lasso", 10.0, 3)]
 
 
-def test_leaderboard_ranks_r2_descending(db: Path) -> None:
+def test_leaderboard_ranks_r2_descending_on_test_without_a_validation_score(db: Path) -> None:
     run = run_record("by-r2", primary_metric="r2", greater_is_better=True)
 
     write_run(db, RunBundle(run=run, metrics=metrics("by-r2", SCORES)))
@@ -303,7 +304,7 @@ def test_leaderboard_query_picks_the_latest_succeeded_run_of_the_pipeline(db: Pa
     latest = warehouse.leaderboard(db, "housing")
 
     assert set(latest["run_id"]) == {"new"}
-    assert latest["model_id"].to_list() == ["new:lasso", "new:ridge", "new:dummy"]
+    assert latest["model_id"].to_list() == ["new:ridge", "new:dummy", "new:lasso"]
     assert latest["rank"].to_list() == [1, 2, 3]
     assert set(warehouse.leaderboard(db, run_id="old")["run_id"]) == {"old"}
     assert warehouse.leaderboard(db, "no-such-pipeline").height == 0

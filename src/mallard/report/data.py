@@ -56,7 +56,7 @@ class ReportData:
         return bool(self.run.get("greater_is_better"))
 
     def best_model_id(self) -> str | None:
-        """Leaderboard rank 1 (test split, primary metric); ties go to the first model id."""
+        """Leaderboard rank 1 (validation split, primary metric); ties go to the first model id."""
         if self.leaderboard.height:
             return str(self.leaderboard.sort("rank", "model_id", nulls_last=True)["model_id"][0])
         if self.models.height:
@@ -79,7 +79,13 @@ class ReportData:
 
     @property
     def ranked_on(self) -> str:
-        """The split the leaderboard ranks on: clustering has no holdout, so all rows."""
+        """The split the leaderboard ranks on: validation (as the champion candidate is chosen);
+        clustering has no holdout, so all rows."""
+        return "all rows" if self.task == "clustering" else "the validation split"
+
+    @property
+    def reported_on(self) -> str:
+        """The split whose numbers the leaderboard's value column and the plots show."""
         return "all rows" if self.task == "clustering" else "the test split"
 
     def decision_threshold(self, model_id: str) -> float | None:

@@ -90,9 +90,10 @@ def markdown_summary(db: Path, run_id: str) -> str:
     direction = "higher" if data.greater_is_better else "lower"
     lines += [
         f"best model on {data.ranked_on}: **{_md(best['model_id'])}** "
-        f"({metric} = {_md(best['value'])}, {direction} is better)",
+        f"({metric} on {data.reported_on} = {_md(best['value'])}, {direction} is better)",
         "",
-        f"| rank | model | family | {metric} | validation {metric} | cv {metric} |",
+        f"| rank | model | family | {metric} ({data.reported_on}) | validation {metric} "
+        f"| cv {metric} |",
         "|---:|---|---|---:|---:|---:|",
     ]
     for row in board.iter_rows(named=True):

@@ -133,12 +133,12 @@ def leaderboard(data: ReportData) -> Section:
         )
         return section
     section.notes.append(
-        f"Ranked on {data.ranked_on} by the primary metric; validation and CV (mean over "
-        "folds) beside it where the task has them."
+        f"Ranked on {data.ranked_on} by the primary metric; the test split (never used to "
+        "choose) and CV (mean over folds) beside it where the task has them."
     )
     board = data.leaderboard.rename(
         {
-            "value": data.ranked_on.removeprefix("the ").removesuffix(" split"),
+            "value": data.reported_on.removeprefix("the ").removesuffix(" split"),
             "validation_value": "validation",
             "cv_value": "cv (mean)",
         }
@@ -150,7 +150,7 @@ def leaderboard(data: ReportData) -> Section:
         wide = ranked.pivot(
             on="metric", index="model_id", values="value", aggregate_function="first"
         )
-        section.tables.append(table(wide.sort("model_id"), f"every metric on {data.ranked_on}"))
+        section.tables.append(table(wide.sort("model_id"), f"every metric on {data.reported_on}"))
     return section
 
 

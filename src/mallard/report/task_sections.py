@@ -1,6 +1,6 @@
 """The sections that depend on the run's task, plus feature importance.
 
-Plots show one model: the best on the leaderboard (rank 1, test split), named on every plot.
+Plots show one model: the leaderboard's rank 1 (chosen on validation), named on every plot.
 A section whose data is missing still appears, saying what is missing, so a reader can tell
 "nothing stored" from "the report forgot".
 """
