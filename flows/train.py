@@ -28,7 +28,7 @@ from mallard.schemas.inline import build_schema, pii_policies
 from mallard.spec import Candidate, Spec, load_spec, parse_spec
 from mallard.tasks.cluster import cluster, cluster_tables
 from mallard.tasks.ensembles import ensemble
-from mallard.tasks.evaluate import Evaluation, evaluate, model_id
+from mallard.tasks.evaluate import evaluate, model_id
 from mallard.tasks.families import BASELINE, ENSEMBLES
 from mallard.tasks.features import Features, build_features
 from mallard.tasks.ingest import ingest
@@ -54,7 +54,7 @@ class RunResult:
     n_invalid: int
     best_model_id: str  # best non-baseline model on the validation split (clustering: all rows)
     primary_metric: str
-    leaderboard: pl.DataFrame  # model_id, family, value (primary metric), best first
+    leaderboard: pl.DataFrame  # the run's rows of ml.leaderboard, rank 1 first
     promoted: bool
     promotion_reason: str
 
@@ -229,7 +229,7 @@ def _train(
         ),
     )
     publish_report(db, run.run_id, spec.pipeline.name, log)
-    board = _leaderboard(evaluation, primary, "all" if split is None else "test")
+    board = warehouse.leaderboard(db, run_id=run.run_id)
     log("done: %d models ranked on %s; written to %s", board.height, primary, db)
     return RunResult(
         run_id=run.run_id,
@@ -358,14 +358,6 @@ def _with_baseline(spec: Spec) -> list[tuple[str, Candidate]]:
     if needs and not any(candidate.family == BASELINE for candidate in spec.candidates):
         named.append(("baseline", Candidate(family=BASELINE)))
     return named
-
-
-def _leaderboard(evaluation: Evaluation, primary: str, split: str) -> pl.DataFrame:
-    metrics = evaluation.metrics
-    board = metrics.filter((pl.col("split") == split) & (pl.col("metric") == primary))
-    return board.select("model_id", "family", "value").sort(
-        "value", descending=greater_is_better(primary), nulls_last=True
-    )
 
 
 def _best(metrics: pl.DataFrame, primary: str, split: str) -> str:
