@@ -17,6 +17,7 @@ from mallard.flows.score import score
 from mallard.flows.train import train
 from mallard.report import render_report
 from mallard.tasks.privacy import SALT_ENV
+from tests.cli import mallard
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -174,3 +175,15 @@ def test_a_hash_policy_without_a_salt_is_refused(
     assert isinstance(error, SpecError)
     assert SALT_ENV in str(error) and "email" in str(error)
     assert warehouse.query(db, "SELECT count(*) AS n FROM ml.cv_results").item() == 0
+
+
+def test_the_cli_refuses_a_hash_policy_without_a_salt_before_touching_anything(
+    loans_spec: Path, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SALT_ENV)
+
+    code, output = mallard("run", str(loans_spec), "--warehouse", str(db))
+
+    assert code == 2
+    assert SALT_ENV in output and "email" in output
+    assert not db.exists()

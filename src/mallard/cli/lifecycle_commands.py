@@ -11,7 +11,14 @@ import typer
 from rich.markup import escape
 
 from mallard.cli.app import app
-from mallard.cli.output import WarehouseOption, console, print_frame, run_flow, user_errors
+from mallard.cli.output import (
+    WarehouseOption,
+    checked_spec,
+    console,
+    print_frame,
+    run_flow,
+    user_errors,
+)
 from mallard.errors import InputError
 
 if TYPE_CHECKING:
@@ -35,9 +42,8 @@ def score(
     """Score new rows with the pipeline's champion; store predictions and drift."""
     from mallard.flows.score import ScoreResult
     from mallard.flows.score import score as score_flow
-    from mallard.spec import load_spec
 
-    load_spec(spec)
+    checked_spec(spec)
     result = run_flow(score_flow, ScoreResult, spec, input_path, warehouse, output, run_id)
     _print_score(result)
 
@@ -55,9 +61,8 @@ def validate(
     """Validate data against the spec's schema; store the quarantine, train nothing (exit 3 if
     too many rows fail)."""
     from mallard.flows.validate import ValidationResult, validate_data
-    from mallard.spec import load_spec
 
-    load_spec(spec)
+    checked_spec(spec)
     result = run_flow(validate_data, ValidationResult, spec, input_path, warehouse)
     console.print(
         f"validate run [bold]{result.run_id}[/]: {result.n_rows} rows, {result.n_invalid} "
@@ -202,9 +207,8 @@ def serve(
 
     from mallard.config import warehouse_path
     from mallard.flows.serve import deployments, serve_deployments
-    from mallard.spec import load_spec
 
-    loaded = load_spec(spec)
+    loaded = checked_spec(spec)
     planned = deployments(loaded, warehouse_path(warehouse).resolve())
     if not planned:
         raise InputError(f"{spec}: [schedule] has no train or score cron to serve")

@@ -19,6 +19,8 @@ from mallard.errors import MallardError
 if TYPE_CHECKING:
     import polars as pl
 
+    from mallard.spec import Spec
+
 console = Console()
 errors = Console(stderr=True)
 
@@ -92,3 +94,15 @@ def run_flow(flow: Callable[..., Any], result_type: type[R], *args: Any) -> R:
     if not isinstance(result, result_type):
         raise MallardError(f"the flow returned {type(result).__name__}, not {result_type.__name__}")
     return result
+
+
+def checked_spec(path: Path) -> Spec:
+    """Load the spec and check what needs no data (the PII salt), so a mistake fails here,
+    before a Prefect server is started or the warehouse is touched."""
+    from mallard.schemas.inline import build_schema, pii_policies
+    from mallard.spec import load_spec
+    from mallard.tasks.privacy import require_salt
+
+    spec = load_spec(path)
+    require_salt(pii_policies(build_schema(spec.schema_, spec.target)))
+    return spec

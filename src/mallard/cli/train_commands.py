@@ -10,7 +10,14 @@ import typer
 from rich.markup import escape
 
 from mallard.cli.app import app
-from mallard.cli.output import WarehouseOption, console, print_frame, run_flow, user_errors
+from mallard.cli.output import (
+    WarehouseOption,
+    checked_spec,
+    console,
+    print_frame,
+    run_flow,
+    user_errors,
+)
 from mallard.errors import InputError, MallardError
 
 if TYPE_CHECKING:
@@ -29,9 +36,8 @@ def run(
     ] = None,
 ) -> None:
     """Run the train flow of a pipeline spec and print its leaderboard."""
-    from mallard.spec import load_spec
 
-    load_spec(spec)  # a bad spec fails here, before a Prefect server is started
+    checked_spec(spec)
     _print_result(_train(spec, warehouse, run_id))
 
 
