@@ -24,7 +24,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mallard.errors import SpecError
-from mallard.spec import ColumnSpec
 from mallard.tasks.validate import Validated
 
 SALT_ENV = "MALLARD_PII_SALT"
@@ -34,11 +33,6 @@ REDACTED = "<pii:redacted>"
 # many people, fine enough to keep the signal a model needs.
 BIN_WIDTH = 10
 PREFIX_CHARS = 3  # "SW1A 1AA" -> "SW1*": the postcode district, not the street
-
-
-def pii_columns(columns: Mapping[str, ColumnSpec]) -> dict[str, str]:
-    """Column name -> policy, for the columns that declare one."""
-    return {name: column.pii for name, column in columns.items() if column.pii is not None}
 
 
 def require_salt(policies: Mapping[str, str]) -> str | None:

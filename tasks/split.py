@@ -109,9 +109,5 @@ def _check_sizes(n_rows: int, split: Split, section: SplitSection, folds: int) -
         )
 
 
-def random_split(n_rows: int, section: SplitSection, seed: int, folds: int) -> Split:
-    return make_split(n_rows, section, seed, folds)
-
-
 # The flow step: a Prefect task over the pure function above (its `.fn` is that function).
 split_rows = task(name="split", cache_policy=NO_CACHE)(make_split)

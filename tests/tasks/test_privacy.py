@@ -5,17 +5,18 @@ from __future__ import annotations
 import hashlib
 from datetime import date, datetime
 
+import pandera.polars as pa
 import polars as pl
 import pytest
 
 from mallard.errors import SpecError
-from mallard.spec import ColumnSpec
+from mallard.schemas.inline import build_schema, pii_policies
+from mallard.spec import ColumnSpec, SchemaSection
 from mallard.tasks.privacy import (
     REDACTED,
     SALT_ENV,
     apply_pii,
     mask_values,
-    pii_columns,
     require_salt,
 )
 
@@ -54,15 +55,27 @@ def assert_no_raw_values(frame: pl.DataFrame) -> None:
         assert not [text for text in texts if raw in text], raw
 
 
-def test_pii_columns_lists_only_columns_with_a_policy() -> None:
+def test_pii_policies_lists_only_columns_with_a_policy() -> None:
     columns = {
         "email": ColumnSpec(dtype="str", pii="hash"),
         "birth": ColumnSpec(dtype="date", pii="generalise"),
         "phone": ColumnSpec(dtype="str", pii="drop"),
         "income": ColumnSpec(dtype="float"),
     }
+    schema = build_schema(SchemaSection(columns=columns), target=None)
 
-    assert pii_columns(columns) == {"email": "hash", "birth": "generalise", "phone": "drop"}
+    assert pii_policies(schema) == {"email": "hash", "birth": "generalise", "phone": "drop"}
+
+
+class People(pa.DataFrameModel):
+    email: str = pa.Field(metadata={"pii": "hash"})
+    age: int = pa.Field(ge=0)
+
+
+def test_pii_policies_of_a_dataframe_model() -> None:
+    schema = build_schema(SchemaSection(model=f"{__name__}:People"), target=None)
+
+    assert pii_policies(schema) == {"email": "hash"}
 
 
 def test_planted_raw_values_never_appear_after_apply_pii() -> None:

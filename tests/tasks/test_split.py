@@ -1,4 +1,4 @@
-"""random_split: sizes, disjoint and covering, reproducible from the seed, too few rows."""
+"""make_split: sizes, disjoint and covering, reproducible from the seed, too few rows."""
 
 from __future__ import annotations
 
@@ -7,26 +7,26 @@ import pytest
 
 from mallard.errors import InputError
 from mallard.spec import SplitSection
-from mallard.tasks.split import MIN_TRAIN_ROWS, random_split, split_rows
+from mallard.tasks.split import MIN_TRAIN_ROWS, make_split, split_rows
 
 DEFAULT = SplitSection()  # 15% test, 15% validation
 
 
 def test_sizes_follow_the_fractions() -> None:
-    split = random_split(200, DEFAULT, seed=1, folds=5)
+    split = make_split(200, DEFAULT, seed=1, folds=5)
 
     assert (len(split.train), len(split.validation), len(split.test)) == (140, 30, 30)
 
 
 def test_sizes_with_other_fractions() -> None:
-    split = random_split(1000, SplitSection(test=0.2, validation=0.1), seed=1, folds=5)
+    split = make_split(1000, SplitSection(test=0.2, validation=0.1), seed=1, folds=5)
 
     assert (len(split.train), len(split.validation), len(split.test)) == (700, 100, 200)
 
 
 def test_parts_are_disjoint_sorted_and_cover_every_row() -> None:
     n = 157
-    split = random_split(n, DEFAULT, seed=3, folds=5)
+    split = make_split(n, DEFAULT, seed=3, folds=5)
 
     parts = [split.train, split.validation, split.test]
     assert sum(len(p) for p in parts) == n
@@ -39,15 +39,15 @@ def test_parts_are_disjoint_sorted_and_cover_every_row() -> None:
 
 
 def test_the_split_is_random_not_a_block() -> None:
-    split = random_split(200, DEFAULT, seed=3, folds=5)
+    split = make_split(200, DEFAULT, seed=3, folds=5)
 
     assert not np.array_equal(split.test, np.arange(170, 200))
     assert split.test.min() < 100 < split.test.max()
 
 
 def test_same_seed_gives_the_same_split() -> None:
-    first = random_split(300, DEFAULT, seed=42, folds=5)
-    second = random_split(300, DEFAULT, seed=42, folds=5)
+    first = make_split(300, DEFAULT, seed=42, folds=5)
+    second = make_split(300, DEFAULT, seed=42, folds=5)
 
     for a, b in zip(
         (first.train, first.validation, first.test),
@@ -58,15 +58,15 @@ def test_same_seed_gives_the_same_split() -> None:
 
 
 def test_different_seed_gives_a_different_split() -> None:
-    first = random_split(300, DEFAULT, seed=42, folds=5)
-    second = random_split(300, DEFAULT, seed=43, folds=5)
+    first = make_split(300, DEFAULT, seed=42, folds=5)
+    second = make_split(300, DEFAULT, seed=43, folds=5)
 
     assert not np.array_equal(first.test, second.test)
     assert not np.array_equal(first.validation, second.validation)
 
 
 def test_tiny_fractions_still_hold_out_one_row() -> None:
-    split = random_split(40, SplitSection(test=0.001, validation=0.001), seed=0, folds=5)
+    split = make_split(40, SplitSection(test=0.001, validation=0.001), seed=0, folds=5)
 
     assert (len(split.validation), len(split.test)) == (1, 1)
     assert len(split.train) == 38
@@ -74,7 +74,7 @@ def test_tiny_fractions_still_hold_out_one_row() -> None:
 
 def test_too_few_rows_is_an_input_error() -> None:
     with pytest.raises(InputError) as caught:
-        random_split(25, DEFAULT, seed=1, folds=5)
+        make_split(25, DEFAULT, seed=1, folds=5)
 
     message = str(caught.value)
     assert "only 25 valid rows" in message
@@ -83,20 +83,20 @@ def test_too_few_rows_is_an_input_error() -> None:
 
 def test_the_smallest_workable_input_splits() -> None:
     # 30 rows: 4 test + 4 validation (rounded) + 22 train >= MIN_TRAIN_ROWS
-    split = random_split(30, DEFAULT, seed=1, folds=5)
+    split = make_split(30, DEFAULT, seed=1, folds=5)
 
     assert len(split.train) >= MIN_TRAIN_ROWS
     with pytest.raises(InputError):
-        random_split(27, DEFAULT, seed=1, folds=5)  # 4 + 4 held out leaves 19
+        make_split(27, DEFAULT, seed=1, folds=5)  # 4 + 4 held out leaves 19
 
 
 def test_many_folds_need_two_training_rows_per_fold() -> None:
-    random_split(100, DEFAULT, seed=1, folds=20)  # 70 train rows >= 40
+    make_split(100, DEFAULT, seed=1, folds=20)  # 70 train rows >= 40
     with pytest.raises(InputError, match="20 folds"):
-        random_split(40, SplitSection(test=0.1, validation=0.1), seed=1, folds=20)  # 32 < 40
+        make_split(40, SplitSection(test=0.1, validation=0.1), seed=1, folds=20)  # 32 < 40
 
 
 def test_the_prefect_task_wraps_the_same_function() -> None:
     task_split = split_rows.fn(100, DEFAULT, 7, 5)
 
-    assert np.array_equal(task_split.test, random_split(100, DEFAULT, 7, 5).test)
+    assert np.array_equal(task_split.test, make_split(100, DEFAULT, 7, 5).test)
