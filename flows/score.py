@@ -83,6 +83,11 @@ def _score(
     model_id = str(champion["model_id"])
     progress.run = progress.run.with_data(model_id=model_id)
     model = _load(champion)
+    if not hasattr(model, "predict"):  # agglomerative clustering labels only its own rows
+        raise InputError(
+            f"the champion {model_id} ({champion['family']}) cannot assign new rows; "
+            "promote a model that can (e.g. kmeans) with `mallard promote`"
+        )
     log("model: champion %s (%s), sha256 verified", model_id, champion["family"])
 
     files = sorted(Path(p) for p in glob.glob(input_path))
