@@ -4,6 +4,7 @@ best configuration on the train split, and optionally tune its decision threshol
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from math import prod
@@ -36,6 +37,7 @@ from mallard.tasks.families import BASELINE, family, search_space
 from mallard.tasks.features import Features, model_pipeline
 from mallard.tasks.metrics import Scorer, Target, from_score, scorers
 
+CORES = os.cpu_count() or 1
 CV_COLUMNS = {
     "candidate": pl.String,
     "family": pl.String,
@@ -164,7 +166,10 @@ def _search(
     cv = cv_splitter(plan)
     common: dict[str, Any] = {
         "cv": cv,
-        "n_jobs": 1,  # candidates already run in parallel; a second level would oversubscribe
+        # Fold fits in worker processes (joblib's loky gives each one OpenMP/BLAS thread):
+        # while candidates overlap they share the cores, and the last, longest search still
+        # gets all of them instead of leaving cores idle.
+        "n_jobs": CORES,
         "error_score": "raise",
     }
     n_configs = prod(len(values) for values in grid.values())

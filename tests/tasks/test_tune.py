@@ -237,6 +237,8 @@ def test_preprocessing_is_fitted_inside_each_fold(monkeypatch: pytest.MonkeyPatc
     """A scaler fitted inside a fold centres exactly that fold's training rows. One fitted on all
     train rows before CV (leaking the held-out fold's statistics) would leave them off centre."""
     monkeypatch.setitem(REGRESSORS, "probe", Family(lambda seed: PreprocessedInputProbe()))
+    # the probe records what it sees in this process, so the folds must be fitted here too
+    monkeypatch.setattr("mallard.tasks.tune.CORES", 1)
     SEEN.clear()
     folds = 4
 
