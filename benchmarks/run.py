@@ -390,8 +390,9 @@ def report(outcomes: list[Outcome], spec: str, load: tuple[str, str], total_s: f
         "process starts (see the phases below; no API URL is configured and `PREFECT_HOME` is a "
         "fresh temporary folder, as on a first run).",
         "- **peak RSS MB**: the largest sum of resident memory over the child and all its "
-        "descendants, polled every 0.1 s: the Prefect server process for mallard, the joblib/loky "
-        "workers for pandas (n_jobs=-1). Shared library pages count again in every process. "
+        "descendants, polled every 0.1 s: the Prefect server process and the joblib/loky CV "
+        "workers for mallard, the loky workers for pandas (n_jobs=-1). Shared library pages "
+        "count again in every process. "
         "**largest process MB** is the kernel's peak RSS of the single largest process.",
         "- **test R²** on the 15% test split: pandas: the candidate with the best CV RMSE. "
         "mallard: the model the flow names best (its `promote:` log line; chosen on the "
@@ -411,10 +412,10 @@ def report(outcomes: list[Outcome], spec: str, load: tuple[str, str], total_s: f
         "",
         "The shipped `pipelines/housing.toml` with one change: the random forest's "
         f"`{SHIPPED_FOREST}` became `{BENCH_FOREST}`. Reason: on this 2-core machine the shipped "
-        "forest takes ~75 s at 20k rows and an estimated ~15 min at 200k rows inside mallard "
-        "(which runs it on one thread, see above), which would push `make bench` well past "
-        "20 minutes. Schema, 70/15/15 split (seed 42), 5-fold CV and all other candidates are "
-        "as shipped. mallard adds a dummy (mean) baseline; the pandas script adds the same one.",
+        "forest takes ~75 s at 20k rows and several minutes at 200k rows on each side, which "
+        "would push `make bench` well past 20 minutes. Schema, 70/15/15 split (seed 42), "
+        "5-fold CV and all other candidates are as shipped. mallard adds a dummy (mean) "
+        "baseline; the pandas script adds the same one.",
         "",
         "```toml",
         candidates_toml(spec),
@@ -473,11 +474,12 @@ def _reading(mallard: Outcome, pandas: Outcome) -> list[str]:
     return [
         f"mallard's fixed cost outside the model work (imports, Prefect server, shutdown) is "
         f"{fixed:.1f} s of its {wall:.1f} s ({fixed / wall:.0%}). Its tuning phase "
-        f"({tuning:.1f} s) is the slowest candidate, {slowest} "
-        f"({mallard.candidates[slowest]['seconds']:.1f} s, one thread), while the other "
-        f"candidates took {others:.1f} s together: candidates run in parallel (2 threads, n_jobs=1 "
-        f"inside each search), so the second core idles once they are done. The pandas script "
-        f"spreads the folds of each search over both cores (n_jobs=-1): "
+        f"({tuning:.1f} s) ends with the slowest candidate, {slowest} "
+        f"({mallard.candidates[slowest]['seconds']:.1f} s); the other candidates took "
+        f"{others:.1f} s together. mallard runs the candidates as parallel Prefect tasks and "
+        f"each search's folds in joblib worker processes (n_jobs = cores), so overlapping "
+        f"searches share the cores and the last one gets all of them. The pandas script runs "
+        f"the searches one after another, each on both cores (n_jobs=-1): "
         f"{pandas.candidates.get(slowest, {}).get('seconds', float('nan')):.1f} s for the same "
         f"{slowest} search.",
     ]
