@@ -59,11 +59,17 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def print_frame(frame: pl.DataFrame, title: str | None = None, markup: bool = False) -> None:
-    """A frame as a rich table; cells are escaped unless `markup` says they carry styling."""
+def print_frame(
+    frame: pl.DataFrame,
+    title: str | None = None,
+    markup: bool = False,
+    whole: tuple[str, ...] = (),
+) -> None:
+    """A frame as a rich table; cells are escaped unless `markup` says they carry styling;
+    `whole` columns never wrap (ids a user copies)."""
     table = Table(title=title, title_justify="left")
     for name in frame.columns:
-        table.add_column(name, overflow="fold")
+        table.add_column(name, overflow="fold", no_wrap=name in whole)
     for row in frame.iter_rows():
         table.add_row(*(cell_text(v) if markup else escape(cell_text(v)) for v in row))
     console.print(table)

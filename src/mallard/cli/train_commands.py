@@ -74,10 +74,35 @@ def runs(
     limit: Annotated[int, typer.Option(min=1, help="How many recent runs")] = 20,
 ) -> None:
     """List recent runs, newest first."""
+    import polars as pl
+
     from mallard import warehouse as wh
     from mallard.config import warehouse_path
 
-    print_frame(wh.runs(warehouse_path(warehouse), limit), title="runs")
+    recent = wh.runs(warehouse_path(warehouse), limit)
+    # Compact enough for an 80-column terminal: run ids whole, one cell per idea.
+    shown = recent.select(
+        "run_id",
+        pl.format("{} {}", "flow", "status").alias("run"),
+        pl.col("started").str.slice(5, 11).alias("started"),
+        pl.format("{}/{}", pl.col("n_invalid").fill_null(0), pl.col("n_rows").fill_null(0)).alias(
+            "bad/rows"
+        ),
+        pl.when(pl.col("best_value").is_not_null())
+        .then(
+            pl.format(
+                "{} {}{}",
+                "metric",
+                pl.col("best_value").round_sig_figs(4),
+                pl.when(pl.col("promoted")).then(pl.lit(" *")).otherwise(pl.lit("")),
+            )
+        )
+        .alias("best (* promoted)"),
+        pl.col("error").str.slice(0, 80).alias("error"),
+    )
+    if shown["error"].is_null().all():
+        shown = shown.drop("error")
+    print_frame(shown, title="runs", whole=("run_id",))
 
 
 @app.command()
