@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from mallard.tasks.split import Split
 
 def champion_decision(
     spec: Spec,
-    db: Any,
+    db: Path,
     run_id: str,
     model_id: str,
     metrics: pl.DataFrame,

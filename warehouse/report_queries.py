@@ -15,7 +15,7 @@ import polars as pl
 
 from mallard.errors import InputError, WarehouseError
 from mallard.warehouse.connection import connect
-from mallard.warehouse.migrations import MIGRATIONS
+from mallard.warehouse.migrations import MIGRATIONS, schema_version
 
 # Each entry is one frame of the report, read with the run_id as its only parameter.
 _READS: dict[str, str] = {
@@ -105,10 +105,8 @@ def _run_row(frame: pl.DataFrame) -> dict[str, Any]:
 def _require_current_schema(con: duckdb.DuckDBPyConnection, db: Path) -> None:
     # A read-only connection never migrates, so a file last written by an older mallard lacks
     # the report tables; say so instead of failing on a missing table.
-    # Not migrations.schema_version: its fetchone() leaves the result open, and DuckDB 2 then
-    # refuses any further statement on the connection.
     current = MIGRATIONS[-1][0]
-    found = con.sql("SELECT coalesce(max(version), 0) FROM ml.schema_migrations").fetchall()[0][0]
+    found = schema_version(con)
     if found < current:
         raise WarehouseError(
             f"warehouse {db} is at schema version {found}, the report needs {current}; "
