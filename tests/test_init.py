@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mallard import init_spec, warehouse
-from mallard.errors import InputError
-from mallard.spec import Spec, load_spec
+from mallard.core.errors import InputError
+from mallard.core.spec import Spec, load_spec
 from tests.cli import mallard
 
 runner = CliRunner()

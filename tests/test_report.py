@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mallard.errors import InputError
+from mallard.core.errors import InputError
 from mallard.report import markdown_summary, render_report
 from mallard.report.data import ReportData, binary_outcomes
 from mallard.warehouse import RunBundle, RunRecord, write_run

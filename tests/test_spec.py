@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mallard.errors import SpecError
+from mallard.core.errors import SpecError
+from mallard.core.spec import Spec, load_spec
 from mallard.examples import spec_text, write_housing_csv
-from mallard.spec import Spec, load_spec
 from mallard.tasks.families import FAMILIES
 
 SHIPPED = spec_text()

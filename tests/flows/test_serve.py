@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mallard.cli import app
-from mallard.errors import SpecError
+from mallard.core.errors import SpecError
+from mallard.core.spec import load_spec, parse_spec
 from mallard.examples import spec_text, write_housing_csv
 from mallard.flows.serve import deployments
-from mallard.spec import load_spec, parse_spec
 
 runner = CliRunner()
 SCHEDULE = """

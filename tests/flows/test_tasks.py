@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from mallard import warehouse
+from mallard.core.catalogue import CLASSIFICATION, CLUSTERING
 from mallard.examples import write_example
 from mallard.flows.train import RunResult, train
-from mallard.tasks.metrics import CLASSIFICATION, CLUSTERING
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mallard import warehouse
-from mallard.errors import DataValidationError
+from mallard.core.errors import DataValidationError
 from mallard.flows.train import train
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

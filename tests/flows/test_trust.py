@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from mallard import warehouse
-from mallard.errors import SpecError
+from mallard.core.errors import SpecError
 from mallard.flows.score import score
 from mallard.flows.train import train
 from mallard.report import render_report

@@ -10,11 +10,12 @@ import polars as pl
 import pytest
 from sklearn.decomposition import PCA
 
+from mallard.core.catalogue import CLUSTERING
+from mallard.core.spec import Candidate, FeaturesSection
 from mallard.examples import segments
-from mallard.spec import Candidate, FeaturesSection
 from mallard.tasks.cluster import cluster, cluster_tables, tune_clusterer
 from mallard.tasks.features import Features, prepare_features
-from mallard.tasks.metrics import CLUSTERING, Target
+from mallard.tasks.metrics import Target
 from mallard.tasks.tune import CV_COLUMNS, SearchPlan, Tuned
 
 KS = [2, 3, 4, 5, 6]

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mallard.errors import InputError
+from mallard.core.errors import InputError
 from mallard.tasks.drift import (
     EPSILON,
     NULL,

@@ -17,11 +17,12 @@ from sklearn.ensemble import (
 )
 from sklearn.pipeline import Pipeline
 
-from mallard.errors import InputError
-from mallard.spec import Candidate, FeaturesSection
+from mallard.core.catalogue import REGRESSION
+from mallard.core.errors import InputError
+from mallard.core.spec import Candidate, FeaturesSection
 from mallard.tasks.ensembles import build_ensemble, ensemble
 from mallard.tasks.features import Features, prepare_features
-from mallard.tasks.metrics import REGRESSION, Target
+from mallard.tasks.metrics import Target
 from mallard.tasks.tune import CV_COLUMNS, SearchPlan, Tuned, tune_candidate
 
 ROWS = 240

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mallard.errors import InputError
+from mallard.core.errors import InputError
 from mallard.tasks.fairness import NULL_GROUP, fairness_summary, fairness_table, status
 
 # 12 rows, groups interleaved so a positional mix-up cannot pass.

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 from sklearn.model_selection import ParameterGrid
 
-from mallard.errors import SpecError
-from mallard.spec import Candidate, FeaturesSection, parse_spec
+from mallard.core.errors import SpecError
+from mallard.core.spec import Candidate, FeaturesSection, parse_spec
 from mallard.tasks.cluster import tune_clusterer
 from mallard.tasks.families import (
     BASELINE,

@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mallard.errors import InputError
-from mallard.spec import FeaturesSection
+from mallard.core.errors import InputError
+from mallard.core.spec import FeaturesSection
 from mallard.tasks.features import build_features, model_pipeline, prepare_features, preprocessor
 
 

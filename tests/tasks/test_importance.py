@@ -10,8 +10,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 
-from mallard.errors import InputError
-from mallard.spec import FeaturesSection
+from mallard.core.errors import InputError
+from mallard.core.spec import FeaturesSection
 from mallard.tasks.features import model_pipeline, prepare_features
 from mallard.tasks.importance import IMPORTANCE_SCHEMA, permutation_importance_table
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mallard.errors import InputError
+from mallard.core.errors import InputError
 from mallard.tasks.ingest import ingest, read_files, read_sql
 
 CSV_A = "price,lotsize,driveway\n100,5000,yes\n200,6000,no\n"
@@ -68,8 +68,8 @@ def test_two_files_are_concatenated_in_the_given_name_order(tmp_path: Path) -> N
 
 
 def test_a_spec_glob_reads_its_files_in_name_order(tmp_path: Path) -> None:
+    from mallard.core.spec import load_spec
     from mallard.examples import spec_text
-    from mallard.spec import load_spec
 
     data = tmp_path / "data"
     data.mkdir()

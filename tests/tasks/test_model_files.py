@@ -18,8 +18,8 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeRegressor
 
+from mallard.core.spec import FeaturesSection
 from mallard.examples import housing
-from mallard.spec import FeaturesSection
 from mallard.tasks.features import Features, model_pipeline, prepare_features
 from mallard.tasks.model_files import (
     ModelIntegrityError,

@@ -9,9 +9,9 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
-from mallard.errors import SpecError
+from mallard.core.errors import SpecError
+from mallard.core.spec import ColumnSpec, SchemaSection
 from mallard.schemas.inline import build_schema, pii_policies
-from mallard.spec import ColumnSpec, SchemaSection
 from mallard.tasks.privacy import (
     REDACTED,
     SALT_ENV,

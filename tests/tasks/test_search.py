@@ -16,9 +16,10 @@ from sklearn.model_selection import (
     StratifiedKFold,
 )
 
-from mallard.spec import Candidate, FeaturesSection
+from mallard.core.catalogue import CLASSIFICATION, REGRESSION, greater_is_better
+from mallard.core.spec import Candidate, FeaturesSection
 from mallard.tasks.features import Features, prepare_features
-from mallard.tasks.metrics import CLASSIFICATION, REGRESSION, Target, greater_is_better
+from mallard.tasks.metrics import Target
 from mallard.tasks.tune import SearchPlan, Tuned, cv_splitter, train_view, tune_candidate
 
 ROWS = 300

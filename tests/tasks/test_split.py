@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mallard.errors import InputError
-from mallard.spec import SplitSection
+from mallard.core.errors import InputError
+from mallard.core.spec import SplitSection
 from mallard.tasks.split import MIN_TRAIN_ROWS, make_split, split_rows
 
 DEFAULT = SplitSection()  # 15% test, 15% validation

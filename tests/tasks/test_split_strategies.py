@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 from sklearn.model_selection import GroupKFold, TimeSeriesSplit
 
-from mallard.errors import InputError
+from mallard.core.errors import InputError
+from mallard.core.spec import Candidate, FeaturesSection, SplitSection, parse_spec
 from mallard.flows.train import _not_features
-from mallard.spec import Candidate, FeaturesSection, SplitSection, parse_spec
 from mallard.tasks.features import prepare_features
 from mallard.tasks.metrics import Target
 from mallard.tasks.split import Split, make_split

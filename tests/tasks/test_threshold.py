@@ -9,8 +9,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, precision_score, recall_score
 
+from mallard.core.spec import Candidate, FeaturesSection, SplitSection
 from mallard.examples import fraud
-from mallard.spec import Candidate, FeaturesSection, SplitSection
 from mallard.tasks.features import Features, prepare_features
 from mallard.tasks.metrics import Target
 from mallard.tasks.split import make_split

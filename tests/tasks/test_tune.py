@@ -10,10 +10,11 @@ import polars as pl
 import pytest
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from mallard.spec import Candidate, FeaturesSection
+from mallard.core.catalogue import REGRESSION
+from mallard.core.spec import Candidate, FeaturesSection
 from mallard.tasks.families import FAMILIES, Family
 from mallard.tasks.features import Features, prepare_features
-from mallard.tasks.metrics import REGRESSION, Target
+from mallard.tasks.metrics import Target
 from mallard.tasks.tune import CV_COLUMNS, SearchPlan, Tuned, tune, tune_candidate
 
 REGRESSORS = FAMILIES["regression"]

@@ -8,9 +8,9 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
-from mallard.errors import DataValidationError, InputError
+from mallard.core.errors import DataValidationError, InputError
+from mallard.core.spec import SchemaSection
 from mallard.schemas.inline import build_schema
-from mallard.spec import SchemaSection
 from mallard.tasks.validate import (
     QUARANTINE_SCHEMA,
     Validated,

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from mallard.errors import WarehouseError
+from mallard.core.errors import WarehouseError
 from mallard.warehouse import RunBundle, RunRecord, migrations, run_record, write_run
 from mallard.warehouse.connection import connect
 from mallard.warehouse.migrations import MIGRATIONS, migrate, schema_version

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from mallard import warehouse
-from mallard.errors import InputError, WarehouseError
+from mallard.core.errors import InputError, WarehouseError
 from mallard.warehouse import RunBundle, write_run
 from mallard.warehouse.snapshot import snapshot
 from tests.warehouse.test_writes import bundle, run_record

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mallard.config import configure_prefect_environment
+from mallard.core.config import configure_prefect_environment
 
 # Prefect reads its settings when first imported; commands import it lazily, after this.
 configure_prefect_environment()

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from mallard.cli.app import app
 from mallard.cli.output import console, errors, user_errors
-from mallard.errors import InputError
+from mallard.core.errors import InputError
 
 if TYPE_CHECKING:
     from mallard.init_spec import Draft

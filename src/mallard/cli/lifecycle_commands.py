@@ -19,7 +19,7 @@ from mallard.cli.output import (
     run_flow,
     user_errors,
 )
-from mallard.errors import InputError
+from mallard.core.errors import InputError
 
 if TYPE_CHECKING:
     from mallard.flows.score import ScoreResult
@@ -84,7 +84,7 @@ def promote(
     from datetime import UTC, datetime
 
     from mallard import warehouse as wh
-    from mallard.config import warehouse_path
+    from mallard.core.config import warehouse_path
     from mallard.tasks.promote import manual_decision, promotion_rows
 
     db = warehouse_path(warehouse)
@@ -110,7 +110,7 @@ def show(
 ) -> None:
     """A run's lineage: data fingerprint, spec hash, code version, seed, versions, models."""
     from mallard import warehouse as wh
-    from mallard.config import warehouse_path
+    from mallard.core.config import warehouse_path
 
     db = warehouse_path(warehouse)
     run = wh.run_record(db, run_id)
@@ -158,7 +158,7 @@ def repro(
     """Re-run a train run from its stored spec and data; report whether metrics and model bytes
     are identical (exit 4 if they are not)."""
     from mallard import warehouse as wh
-    from mallard.config import warehouse_path
+    from mallard.core.config import warehouse_path
     from mallard.flows.train import RunResult, train
 
     db = warehouse_path(warehouse)
@@ -187,7 +187,7 @@ def report(
     warehouse: WarehouseOption = None,
 ) -> None:
     """Write a run's self-contained HTML report (plots inline; opens with no network)."""
-    from mallard.config import warehouse_path
+    from mallard.core.config import warehouse_path
     from mallard.report import render_report
 
     html = render_report(warehouse_path(warehouse), run_id)
@@ -205,7 +205,7 @@ def serve(
     """Register the spec's cron schedules as Prefect deployments and run them until stopped."""
     import os
 
-    from mallard.config import warehouse_path
+    from mallard.core.config import warehouse_path
     from mallard.flows.serve import deployments, serve_deployments
 
     loaded = checked_spec(spec)

@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mallard.config import WAREHOUSE_ENV
-from mallard.errors import MallardError
+from mallard.core.config import WAREHOUSE_ENV
+from mallard.core.errors import MallardError
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from mallard.spec import Spec
+    from mallard.core.spec import Spec
 
 console = Console()
 errors = Console(stderr=True)
@@ -105,8 +105,8 @@ def run_flow(flow: Callable[..., Any], result_type: type[R], *args: Any) -> R:
 def checked_spec(path: Path) -> Spec:
     """Load the spec and check what needs no data (the PII salt), so a mistake fails here,
     before a Prefect server is started or the warehouse is touched."""
+    from mallard.core.spec import load_spec
     from mallard.schemas.inline import build_schema, pii_policies
-    from mallard.spec import load_spec
     from mallard.tasks.privacy import require_salt
 
     spec = load_spec(path)

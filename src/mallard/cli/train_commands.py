@@ -18,7 +18,7 @@ from mallard.cli.output import (
     run_flow,
     user_errors,
 )
-from mallard.errors import InputError, MallardError
+from mallard.core.errors import InputError, MallardError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -77,7 +77,7 @@ def runs(
     import polars as pl
 
     from mallard import warehouse as wh
-    from mallard.config import warehouse_path
+    from mallard.core.config import warehouse_path
 
     recent = wh.runs(warehouse_path(warehouse), limit)
     # Compact enough for an 80-column terminal: run ids whole, one cell per idea.
@@ -114,7 +114,7 @@ def leaderboard(
 ) -> None:
     """Rank the models of a pipeline's latest succeeded run on its primary metric (test split)."""
     from mallard import warehouse as wh
-    from mallard.config import warehouse_path
+    from mallard.core.config import warehouse_path
 
     board = wh.leaderboard(warehouse_path(warehouse), pipeline, run_id)
     if board.is_empty():
@@ -132,7 +132,7 @@ def sql(
 ) -> None:
     """Run a read-only SQL query against the warehouse."""
     from mallard import warehouse as wh
-    from mallard.config import warehouse_path
+    from mallard.core.config import warehouse_path
 
     frame = wh.query(warehouse_path(warehouse), query)
     if output == "csv":
@@ -151,7 +151,7 @@ def snapshot(
     warehouse: WarehouseOption = None,
 ) -> None:
     """Copy the warehouse for BI tools and long reads (they then never lock the live file)."""
-    from mallard.config import warehouse_path
+    from mallard.core.config import warehouse_path
     from mallard.warehouse.snapshot import snapshot as copy_warehouse
 
     tables = copy_warehouse(warehouse_path(warehouse), target, overwrite=force)

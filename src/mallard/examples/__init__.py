@@ -31,7 +31,7 @@ EXAMPLES = {
 
 def spec_text(name: str = HOUSING_SPEC) -> str:
     """The shipped example spec, read from the installed package."""
-    return (files("mallard") / "pipelines" / name).read_text(encoding="utf-8")
+    return (files("mallard.pipelines") / name).read_text(encoding="utf-8")
 
 
 def write_example(name: str, folder: Path, rows: int | None = None, seed: int = 42) -> Path:

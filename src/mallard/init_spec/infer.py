@@ -36,8 +36,8 @@ from typing import Literal
 
 import polars as pl
 
-from mallard.errors import InputError
-from mallard.spec import ColumnDtype, Task
+from mallard.core.errors import InputError
+from mallard.core.spec import ColumnDtype, Task
 
 SAMPLE_ROWS = 50_000
 SCHEMA_INFER_ROWS = 10_000

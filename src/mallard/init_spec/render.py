@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 
+from mallard.core.spec import Spec, parse_spec
 from mallard.init_spec.infer import (
     AGGLOMERATIVE_MAX_ROWS,
     MAX_CATEGORIES,
@@ -16,7 +17,6 @@ from mallard.init_spec.infer import (
     Column,
     Draft,
 )
-from mallard.spec import Spec, parse_spec
 
 
 def render(draft: Draft, spec_path: Path) -> str:

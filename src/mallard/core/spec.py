@@ -1,0 +1,312 @@
+"""The pipeline spec: one TOML file parsed once, at the edge, into typed models.
+
+Every error names the key (e.g. ``candidates[1].family``) and, where it helps, the allowed values.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mallard.core.catalogue import DEFAULT_PRIMARY, METRICS
+from mallard.core.errors import SpecError
+
+Task = Literal["regression", "classification", "clustering"]
+ColumnDtype = Literal["float", "int", "str", "bool", "date", "datetime"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PipelineSection(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    task: Task
+    target: str | None = None  # required for regression and classification; none for clustering
+    seed: int = 42
+
+
+class SourceSection(_Section):
+    path: str | None = None
+    sql: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SourceSection:
+        if (self.path is None) == (self.sql is None):
+            raise ValueError("give exactly one of source.path or source.sql")
+        return self
+
+
+class ColumnSpec(_Section):
+    dtype: ColumnDtype
+    nullable: bool = True
+    unique: bool = False
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    isin: list[str | int | float | bool] | None = None
+    regex: str | None = None
+    # Personal data: dropped at ingest, salted-sha256 hashed, or generalised (dates to month,
+    # numbers to bins, text such as postcodes to a prefix) before anything is stored or trained.
+    pii: Literal["drop", "hash", "generalise"] | None = None
+
+
+class SchemaSection(_Section):
+    max_invalid_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    model: str | None = Field(default=None, pattern=r"^[\w.]+:\w+$")
+    columns: dict[str, ColumnSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _not_both(self) -> SchemaSection:
+        if self.model and self.columns:
+            raise ValueError("give schema.model or schema.columns, not both")
+        return self
+
+
+class FeaturesSection(_Section):
+    sql: str = ""  # DuckDB SQL over the validated rows (table `source`); runs before `drop`
+    drop: list[str] = Field(default_factory=list)
+    # Preprocessing inside each model's Pipeline, so it is fitted per CV fold:
+    scale: Literal["standard", "minmax", "none"] = "standard"
+    impute: Literal["median", "mean", "most_frequent", "constant"] = "median"
+    encode: Literal["onehot", "ordinal", "native"] = "onehot"  # native: hist gradient boosting
+    log_target: bool = False  # regression: fit on log1p(target), predict back on its scale
+    pca: float | None = Field(default=None, gt=0.0)  # < 1: variance ratio kept; >= 1: components
+
+    @field_validator("pca")
+    @classmethod
+    def _whole_components(cls, pca: float | None) -> float | None:
+        if pca is not None and pca >= 1 and pca != int(pca):
+            raise ValueError("pca is a variance ratio below 1 or a whole number of components")
+        return pca
+
+
+class SplitSection(_Section):
+    strategy: Literal["random", "stratified", "time", "group"] = "random"
+    column: str | None = None  # time: the column to order by; group: the group column
+    test: float = Field(default=0.15, gt=0.0, lt=1.0)
+    validation: float = Field(default=0.15, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> SplitSection:
+        if self.test + self.validation >= 0.9:
+            raise ValueError("split.test + split.validation must leave at least 10% for training")
+        if self.strategy in ("time", "group") and not self.column:
+            raise ValueError(f"split.strategy '{self.strategy}' needs split.column")
+        return self
+
+
+class CVSection(_Section):
+    folds: int = Field(default=5, ge=2, le=20)
+    repeats: int = Field(default=1, ge=1, le=10)  # repeated K-fold (random/stratified splits)
+
+
+class Candidate(_Section):
+    family: str
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+$")
+    search: Literal["grid", "random", "halving", "halving_random"] = "grid"
+    n_iter: int = Field(default=10, ge=1)  # random and halving_random: configurations to try
+    scoring: str | None = None  # the metric the search optimises; default: the primary metric
+    params: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class EvaluateSection(_Section):
+    primary_metric: str | None = None  # default per task: rmse, f1_macro, silhouette
+    # Binary classification: tune the decision threshold on CV for "f1", "balanced_accuracy",
+    # "max_recall_at_precision:0.8" or "max_precision_at_recall:0.8".
+    tune_threshold: str | None = Field(
+        default=None,
+        pattern=r"^(f1|balanced_accuracy|max_recall_at_precision:0?\.\d+|max_precision_at_recall:0?\.\d+)$",
+    )
+    positive_class: str | None = None  # binary: the class precision/recall/F1 refer to
+
+
+class PromoteSection(_Section):
+    policy: Literal["auto", "manual"] = "auto"
+    min_improvement: float = Field(default=0.0, ge=0.0)
+
+
+class ScoreSchedule(_Section):
+    cron: str
+    input: str  # glob of files to score, relative to the spec file
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str) -> str:
+        return _check_cron(cron)
+
+
+class ScheduleSection(_Section):
+    train: str | None = None  # cron
+    score: ScoreSchedule | None = None
+
+    @field_validator("train")
+    @classmethod
+    def _valid_cron(cls, cron: str | None) -> str | None:
+        return None if cron is None else _check_cron(cron)
+
+
+# Prefect accepts these nicknames; cronsim (which checks the syntax here) does not.
+_CRON_NICKNAMES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def _check_cron(cron: str) -> str:
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(_CRON_NICKNAMES.get(cron.strip(), cron), datetime.now(UTC))
+    except CronSimError as exc:
+        raise ValueError(f"'{cron}' is not a valid cron expression: {exc}") from None
+    return cron
+
+
+class FairnessSection(_Section):
+    sensitive: list[str] = Field(default_factory=list)  # columns audited per group
+    use_as_feature: bool = False  # audited columns are left out of the features by default
+    max_disparity: float = Field(default=0.2, ge=0.0)  # above it a gap is flagged "warn"
+
+
+class Spec(_Section):
+    pipeline: PipelineSection
+    source: SourceSection
+    schema_: SchemaSection = Field(default_factory=SchemaSection, alias="schema")
+    features: FeaturesSection = Field(default_factory=FeaturesSection)
+    split: SplitSection = Field(default_factory=SplitSection)
+    cv: CVSection = Field(default_factory=CVSection)
+    candidates: list[Candidate] = Field(min_length=1)
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+    promote: PromoteSection = Field(default_factory=PromoteSection)
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection)
+    fairness: FairnessSection = Field(default_factory=FairnessSection)
+
+    # Not part of the TOML: where the spec came from, for relative paths and lineage.
+    spec_path: Path = Field(default=Path("."), exclude=True)
+    spec_toml: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> Spec:
+        task = self.pipeline.task
+        if task == "clustering":
+            if self.pipeline.target is not None:
+                raise ValueError("[pipeline.target] clustering has no target; remove the key")
+        elif not self.pipeline.target:
+            raise ValueError(f"[pipeline.target] a {task} pipeline needs a target column")
+        allowed = METRICS[task]
+        metric = self.evaluate.primary_metric or DEFAULT_PRIMARY[task]
+        if metric not in allowed:
+            raise ValueError(
+                f"[evaluate.primary_metric] '{metric}' is not a {task} metric; "
+                f"use one of {', '.join(allowed)}"
+            )
+        for i, candidate in enumerate(self.candidates):
+            if candidate.scoring is not None and candidate.scoring not in allowed:
+                raise ValueError(
+                    f"[candidates[{i}].scoring] '{candidate.scoring}' is not a {task} metric"
+                )
+        if self.evaluate.tune_threshold and task != "classification":
+            raise ValueError("[evaluate.tune_threshold] applies to classification only")
+        if task == "clustering" and self.split.strategy != "random":
+            raise ValueError("[split.strategy] clustering uses every valid row; leave it out")
+        return self
+
+    @property
+    def primary_metric(self) -> str:
+        return self.evaluate.primary_metric or DEFAULT_PRIMARY[self.pipeline.task]
+
+    @property
+    def target(self) -> str | None:
+        return self.pipeline.target
+
+    @property
+    def spec_sha256(self) -> str:
+        return hashlib.sha256(self.spec_toml.encode()).hexdigest()
+
+    def source_files(self) -> list[Path]:
+        """The files the source path names, resolved against the spec's folder, sorted."""
+        return [] if self.source.path is None else self.resolve_files(self.source.path)
+
+    def resolve_files(self, pattern: str) -> list[Path]:
+        """Files matching a path or glob; relative patterns are read from the spec's folder."""
+        path = Path(pattern)
+        if not path.is_absolute():
+            path = self.spec_path.parent / path
+        return sorted(Path(p) for p in glob.glob(str(path)))
+
+    def candidate_names(self) -> list[str]:
+        """Unique, stable names: the explicit name, else the family, suffixed on repeats."""
+        names: list[str] = []
+        for candidate in self.candidates:
+            base = candidate.name or candidate.family
+            name, n = base, 2
+            while name in names:
+                name, n = f"{base}_{n}", n + 1
+            names.append(name)
+        return names
+
+
+def load_spec(path: Path) -> Spec:
+    """Read and check a spec file; raise SpecError with one message naming the bad key."""
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not valid TOML: the file is not UTF-8 text") from None
+    return parse_spec(text, path)
+
+
+def parse_spec(text: str, path: Path) -> Spec:
+    """Check spec `text` as if it were the file `path` (relative paths resolve from there)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        spec = Spec.model_validate({**raw, "spec_path": path.resolve(), "spec_toml": text})
+    except ValidationError as exc:
+        raise SpecError(f"{path}: {_describe(exc)}") from None
+    _check_source_exists(spec, path)
+    return spec
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        key = _key(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        problems.append(f"[{key}] {message}" if key else message)
+    return "; ".join(problems)
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+def _check_source_exists(spec: Spec, path: Path) -> None:
+    if spec.source.path is not None and not spec.source_files():
+        raise SpecError(
+            f"{path}: [source.path] no file matches '{spec.source.path}' "
+            f"(relative paths are read from {spec.spec_path.parent})"
+        )

@@ -1,0 +1,208 @@
+"""Model families: a name -> per task, an estimator factory with sensible defaults and a default
+search space. Defaults keep models small and fits fast (bounded forest depth, leaf size) because a
+model file and a search budget are paid for on every run.
+
+`stacking` and `voting` are ensembles of a run's best tuned candidates: the flow builds them
+(tasks/ensembles.py), so they have no factory here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sklearn import cluster, dummy, ensemble, linear_model, neighbors, svm, tree
+from sklearn.base import BaseEstimator
+
+from mallard.core.catalogue import BASELINE, ENSEMBLES
+from mallard.core.errors import SpecError
+from mallard.core.spec import Spec
+
+Factory = Callable[[int], BaseEstimator]  # seed -> unfitted estimator
+
+
+@dataclass(frozen=True)
+class Family:
+    make: Factory
+    default_space: dict[str, list[Any]] = field(default_factory=dict)
+
+
+_TREE_SPACE: dict[str, list[Any]] = {"max_depth": [4, 8, 12], "min_samples_leaf": [1, 5, 20]}
+_FOREST_SPACE: dict[str, list[Any]] = {
+    "n_estimators": [100],
+    "max_depth": [8, 16],
+    "min_samples_leaf": [1, 5],
+}
+_BOOSTING_SPACE: dict[str, list[Any]] = {
+    "n_estimators": [100],
+    "learning_rate": [0.05, 0.1],
+    "max_depth": [3],
+}
+_HIST_SPACE: dict[str, list[Any]] = {"learning_rate": [0.05, 0.1], "max_iter": [200]}
+_KNN_SPACE: dict[str, list[Any]] = {"n_neighbors": [5, 15, 30], "weights": ["uniform", "distance"]}
+_BALANCE: dict[str, list[Any]] = {"class_weight": [None, "balanced"]}
+
+REGRESSION: dict[str, Family] = {
+    "dummy": Family(lambda seed: dummy.DummyRegressor(strategy="mean")),
+    "linear": Family(lambda seed: linear_model.LinearRegression()),
+    "ridge": Family(
+        lambda seed: linear_model.Ridge(random_state=seed), {"alpha": [0.1, 1.0, 10.0, 100.0]}
+    ),
+    "lasso": Family(
+        lambda seed: linear_model.Lasso(random_state=seed, max_iter=5000),
+        {"alpha": [0.001, 0.01, 0.1, 1.0]},
+    ),
+    "elastic_net": Family(
+        lambda seed: linear_model.ElasticNet(random_state=seed, max_iter=5000),
+        {"alpha": [0.01, 0.1, 1.0], "l1_ratio": [0.2, 0.5, 0.8]},
+    ),
+    "decision_tree": Family(
+        lambda seed: tree.DecisionTreeRegressor(
+            random_state=seed, max_depth=10, min_samples_leaf=5
+        ),
+        _TREE_SPACE,
+    ),
+    "random_forest": Family(
+        lambda seed: ensemble.RandomForestRegressor(
+            random_state=seed, n_estimators=100, max_depth=12, min_samples_leaf=2, n_jobs=1
+        ),
+        _FOREST_SPACE,
+    ),
+    "extra_trees": Family(
+        lambda seed: ensemble.ExtraTreesRegressor(
+            random_state=seed, n_estimators=100, max_depth=12, min_samples_leaf=2, n_jobs=1
+        ),
+        _FOREST_SPACE,
+    ),
+    "adaboost": Family(
+        lambda seed: ensemble.AdaBoostRegressor(random_state=seed),
+        {"n_estimators": [50, 100], "learning_rate": [0.5, 1.0]},
+    ),
+    "gradient_boosting": Family(
+        lambda seed: ensemble.GradientBoostingRegressor(random_state=seed), _BOOSTING_SPACE
+    ),
+    "hist_gradient_boosting": Family(
+        lambda seed: ensemble.HistGradientBoostingRegressor(random_state=seed), _HIST_SPACE
+    ),
+    "bagging": Family(
+        lambda seed: ensemble.BaggingRegressor(random_state=seed), {"n_estimators": [10, 30]}
+    ),
+    "knn": Family(lambda seed: neighbors.KNeighborsRegressor(), _KNN_SPACE),
+    "svm": Family(lambda seed: svm.SVR(), {"C": [0.1, 1.0, 10.0]}),
+}
+
+CLASSIFICATION: dict[str, Family] = {
+    "dummy": Family(lambda seed: dummy.DummyClassifier(strategy="prior")),
+    "logistic_regression": Family(
+        lambda seed: linear_model.LogisticRegression(random_state=seed, max_iter=2000),
+        {"C": [0.1, 1.0, 10.0], **_BALANCE},
+    ),
+    "ridge": Family(
+        lambda seed: linear_model.RidgeClassifier(random_state=seed),
+        {"alpha": [0.1, 1.0, 10.0], **_BALANCE},
+    ),
+    "decision_tree": Family(
+        lambda seed: tree.DecisionTreeClassifier(
+            random_state=seed, max_depth=10, min_samples_leaf=5
+        ),
+        {**_TREE_SPACE, **_BALANCE},
+    ),
+    "random_forest": Family(
+        lambda seed: ensemble.RandomForestClassifier(
+            random_state=seed, n_estimators=100, max_depth=12, min_samples_leaf=2, n_jobs=1
+        ),
+        {**_FOREST_SPACE, **_BALANCE},
+    ),
+    "extra_trees": Family(
+        lambda seed: ensemble.ExtraTreesClassifier(
+            random_state=seed, n_estimators=100, max_depth=12, min_samples_leaf=2, n_jobs=1
+        ),
+        {**_FOREST_SPACE, **_BALANCE},
+    ),
+    "adaboost": Family(
+        lambda seed: ensemble.AdaBoostClassifier(random_state=seed),
+        {"n_estimators": [50, 100], "learning_rate": [0.5, 1.0]},
+    ),
+    "gradient_boosting": Family(
+        lambda seed: ensemble.GradientBoostingClassifier(random_state=seed), _BOOSTING_SPACE
+    ),
+    "hist_gradient_boosting": Family(
+        lambda seed: ensemble.HistGradientBoostingClassifier(random_state=seed),
+        {**_HIST_SPACE, **_BALANCE},
+    ),
+    "bagging": Family(
+        lambda seed: ensemble.BaggingClassifier(random_state=seed), {"n_estimators": [10, 30]}
+    ),
+    "knn": Family(lambda seed: neighbors.KNeighborsClassifier(), _KNN_SPACE),
+    "svm": Family(lambda seed: svm.SVC(random_state=seed), {"C": [0.1, 1.0, 10.0], **_BALANCE}),
+}
+
+CLUSTERING: dict[str, Family] = {
+    "kmeans": Family(
+        lambda seed: cluster.KMeans(random_state=seed, n_init=10),
+        {"n_clusters": [2, 3, 4, 5, 6]},
+    ),
+    "agglomerative": Family(
+        lambda seed: cluster.AgglomerativeClustering(),
+        {"n_clusters": [2, 3, 4, 5, 6], "linkage": ["ward", "average"]},
+    ),
+}
+
+FAMILIES: dict[str, dict[str, Family]] = {
+    "regression": REGRESSION,
+    "classification": CLASSIFICATION,
+    "clustering": CLUSTERING,
+}
+BASELINES = {"regression": BASELINE, "classification": BASELINE}
+
+
+def known(task: str) -> list[str]:
+    """Family names a spec may use for `task`."""
+    names = list(FAMILIES[task])
+    return sorted(names + list(ENSEMBLES)) if task != "clustering" else sorted(names)
+
+
+def family(task: str, name: str) -> Family:
+    return FAMILIES[task][name]
+
+
+def unknown_params(task: str, name: str, params: dict[str, list[Any]]) -> list[str]:
+    """Names in `params` the family's estimator does not accept."""
+    if name in ENSEMBLES:
+        return sorted(set(params) - {"top"})
+    accepted = family(task, name).make(0).get_params()
+    return sorted(p for p in params if p not in accepted)
+
+
+def search_space(task: str, name: str, params: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The candidate's space, or the family's default when the spec gives none. TOML has no
+    null, so the string "none" stands for Python's None (e.g. class_weight = ["none", ...])."""
+    space = params or family(task, name).default_space
+    return {
+        key: [None if isinstance(v, str) and v.lower() == "none" else v for v in values]
+        for key, values in space.items()
+    }
+
+
+def check_candidates(spec: Spec) -> None:
+    """Every candidate names a family of its task and only parameters its estimator has."""
+    path = spec.spec_path
+    task = spec.pipeline.task
+    for i, candidate in enumerate(spec.candidates):
+        if candidate.family not in known(task):
+            raise SpecError(
+                f"{path}: [candidates[{i}].family] unknown model family "
+                f"'{candidate.family}' for {task}; known families: {', '.join(known(task))}"
+            )
+        bad = unknown_params(task, candidate.family, candidate.params)
+        if bad:
+            raise SpecError(
+                f"{path}: [candidates[{i}].params] '{candidate.family}' has no parameter(s) "
+                f"{', '.join(bad)}"
+            )
+        for param, values in candidate.params.items():
+            if not values:
+                raise SpecError(
+                    f"{path}: [candidates[{i}].params.{param}] needs at least one value"
+                )

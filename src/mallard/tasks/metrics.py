@@ -1,0 +1,138 @@
+"""Metrics per task: names, directions, and scikit-learn scorers built for a given target.
+
+The same scorer object computes a metric in cross-validation and on the holdout splits, so the
+two can never disagree on a definition. Scorers return "greater is better" numbers (negated
+errors); `from_score` turns them back into the metric's own sign before anything is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    f1_score,
+    get_scorer,
+    make_scorer,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    silhouette_score,
+)
+
+from mallard.core.catalogue import (
+    CLASSIFICATION,
+    CLUSTERING,
+    greater_is_better,
+)
+
+Scorer = Callable[..., float]
+
+
+_REGRESSION_SCORERS = {
+    "rmse": "neg_root_mean_squared_error",
+    "mae": "neg_mean_absolute_error",
+    "r2": "r2",
+    "mape": "neg_mean_absolute_percentage_error",
+}
+SILHOUETTE_SAMPLE = 5_000  # silhouette is O(n²): estimate it on a seeded sample beyond this
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a scorer must know about the target: the task, the classes, the positive class."""
+
+    task: str
+    classes: tuple[Any, ...] = ()
+    pos_label: Any = None  # binary classification only
+
+    @property
+    def binary(self) -> bool:
+        return self.task == "classification" and len(self.classes) == 2
+
+
+def scorers(target: Target, estimator: Any) -> dict[str, Scorer]:
+    """Every metric of the task that `estimator` can be scored on, as sklearn scorers."""
+    if target.task == "regression":
+        return {name: get_scorer(scorer) for name, scorer in _REGRESSION_SCORERS.items()}
+    if target.task != "classification":
+        raise ValueError(f"no CV scorers for task {target.task}")
+    has_proba = hasattr(estimator, "predict_proba")
+    has_scores = has_proba or hasattr(estimator, "decision_function")
+
+    def usable(name: str) -> bool:
+        metric = CLASSIFICATION[name]
+        # one-vs-rest ROC AUC of several classes reads probabilities, not decision scores
+        if metric.needs_proba or (metric.needs_scores and not target.binary):
+            return has_proba
+        return has_scores or not metric.needs_scores
+
+    return {
+        name: scorer for name, scorer in _classification_scorers(target).items() if usable(name)
+    }
+
+
+def _classification_scorers(target: Target) -> dict[str, Scorer]:
+    either = ("decision_function", "predict_proba")
+    # Averaged scores have no positive class; pos_label=None stops sklearn checking its default
+    # (1) against the labels, which fails for a binary target such as "yes"/"no".
+    common = {
+        "accuracy": get_scorer("accuracy"),
+        "balanced_accuracy": get_scorer("balanced_accuracy"),
+        "f1_macro": make_scorer(f1_score, average="macro", zero_division=0, pos_label=None),
+        "log_loss": get_scorer("neg_log_loss"),
+    }
+    if not target.binary:
+        return {
+            **common,
+            "precision": make_scorer(
+                precision_score, average="macro", zero_division=0, pos_label=None
+            ),
+            "recall": make_scorer(recall_score, average="macro", zero_division=0, pos_label=None),
+            "f1": make_scorer(f1_score, average="macro", zero_division=0, pos_label=None),
+            "roc_auc": get_scorer("roc_auc_ovr"),
+        }
+    pos = target.pos_label
+    return {
+        **common,
+        "precision": make_scorer(precision_score, pos_label=pos, zero_division=0),
+        "recall": make_scorer(recall_score, pos_label=pos, zero_division=0),
+        "f1": make_scorer(f1_score, pos_label=pos, zero_division=0),
+        # The scorer hands over the positive class's score column when given pos_label.
+        "roc_auc": make_scorer(_roc_auc, response_method=either, pos_label=pos),
+        "pr_auc": make_scorer(average_precision_score, response_method=either, pos_label=pos),
+    }
+
+
+def _roc_auc(y_true: np.ndarray, y_score: np.ndarray, pos_label: Any) -> float:
+    return float(roc_auc_score(np.asarray(y_true) == pos_label, y_score))
+
+
+def from_score(metric: str, score: float) -> float:
+    """A scorer's greater-is-better number back in the metric's own sign (RMSE positive)."""
+    return score if greater_is_better(metric) else -score
+
+
+def score_all(
+    scoring: dict[str, Scorer], estimator: Any, X: Any, y: np.ndarray
+) -> dict[str, float]:
+    return {name: from_score(name, float(s(estimator, X, y))) for name, s in scoring.items()}
+
+
+def clustering_metrics(transformed: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
+    """Internal validity of a clustering; NaN when it found fewer than two clusters."""
+    if len(np.unique(labels)) < 2:
+        return dict.fromkeys(CLUSTERING, float("nan"))
+    sample = min(len(labels), SILHOUETTE_SAMPLE)
+    return {
+        "silhouette": float(
+            silhouette_score(transformed, labels, sample_size=sample, random_state=seed)
+        ),
+        "davies_bouldin": float(davies_bouldin_score(transformed, labels)),
+        "calinski_harabasz": float(calinski_harabasz_score(transformed, labels)),
+    }

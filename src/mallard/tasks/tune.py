@@ -1,0 +1,257 @@
+"""Tune one candidate: CV over its search space (grid, random or successive halving), refit the
+best configuration on the train split, and optionally tune its decision threshold."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (registers the classes)
+from sklearn.metrics import f1_score, make_scorer, precision_score, recall_score
+from sklearn.model_selection import (
+    GridSearchCV,
+    GroupKFold,
+    HalvingGridSearchCV,
+    HalvingRandomSearchCV,
+    KFold,
+    RandomizedSearchCV,
+    RepeatedKFold,
+    RepeatedStratifiedKFold,
+    StratifiedKFold,
+    TimeSeriesSplit,
+    TunedThresholdClassifierCV,
+)
+from threadpoolctl import threadpool_limits
+
+from mallard.core.catalogue import BASELINE
+from mallard.core.errors import InputError
+from mallard.core.spec import Candidate, FeaturesSection
+from mallard.tasks.families import family, search_space
+from mallard.tasks.features import Features, model_pipeline
+from mallard.tasks.metrics import Scorer, Target, from_score, scorers
+
+CORES = os.cpu_count() or 1
+CV_COLUMNS = {
+    "candidate": pl.String,
+    "family": pl.String,
+    "params": pl.String,
+    "fold": pl.Int32,
+    "metric": pl.String,
+    "value": pl.Float64,
+    "iteration": pl.Int32,  # successive halving round; null for grid and random search
+    "n_resources": pl.Int64,  # training rows used in that round
+}
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What every candidate of one run shares."""
+
+    target: Target
+    primary: str
+    folds: int
+    seed: int
+    strategy: str = "random"  # the split strategy also shapes the CV folds
+    repeats: int = 1
+    features: FeaturesSection = field(default_factory=FeaturesSection)
+    tune_threshold: str | None = None
+
+
+@dataclass(frozen=True)
+class Tuned:
+    name: str
+    family: str
+    best_params: dict[str, Any]
+    cv_results: pl.DataFrame  # one row per params x fold x metric
+    cv_means: dict[str, float]  # metric -> mean over folds, for the best params
+    model: Any  # fitted on the whole train split (a Pipeline, or a threshold-tuned one)
+    seconds: float
+    threshold: float | None = None  # tuned decision threshold (binary classification)
+    labels: np.ndarray | None = None  # clustering: the cluster of each row
+
+
+def cv_splitter(plan: SearchPlan) -> Any:
+    """K-fold as the split strategy implies: stratified for classes, grouped for groups,
+    forward-chaining for time; repeated when asked (random and stratified only)."""
+    if plan.strategy == "group":
+        return GroupKFold(n_splits=plan.folds)
+    if plan.strategy == "time":
+        return TimeSeriesSplit(n_splits=plan.folds)
+    stratified = plan.target.task == "classification"
+    if plan.repeats > 1:
+        kind = RepeatedStratifiedKFold if stratified else RepeatedKFold
+        return kind(n_splits=plan.folds, n_repeats=plan.repeats, random_state=plan.seed)
+    kind = StratifiedKFold if stratified else KFold
+    return kind(n_splits=plan.folds, shuffle=True, random_state=plan.seed)
+
+
+def train_view(features: Features, rows: np.ndarray, plan: SearchPlan) -> tuple[Any, Any, Any]:
+    """X, y and CV groups of the train rows; time order for a time split (forward chaining
+    needs rows in time order)."""
+    if plan.strategy == "time" and features.split_key is not None:
+        rows = rows[np.argsort(features.split_key[rows], kind="stable")]
+    groups = None
+    if plan.strategy == "group" and features.split_key is not None:
+        groups = features.split_key[rows]
+    y = None if features.y is None else features.y[rows]
+    return features.X[rows], y, groups
+
+
+def tune_candidate(
+    name: str, candidate: Candidate, features: Features, train_rows: np.ndarray, plan: SearchPlan
+) -> Tuned:
+    started = time.perf_counter()
+    task = plan.target.task
+    estimator = family(task, candidate.family).make(plan.seed)
+    pipeline = model_pipeline(features, estimator, plan.features)
+    space = search_space(task, candidate.family, candidate.params)
+    prefix = "model__regressor__" if plan.features.log_target else "model__"
+    grid = {prefix + k: v for k, v in space.items()}
+    scoring = scorers(plan.target, pipeline)
+    refit = candidate.scoring or plan.primary
+    if refit not in scoring:
+        raise InputError(
+            f"[candidates] '{name}' ({candidate.family}) cannot be scored on {refit}: it has no "
+            "probabilities or decision scores; choose another metric or family"
+        )
+    search = _search(candidate, pipeline, grid, scoring, refit, plan)
+    X, y, groups = train_view(features, train_rows, plan)
+    # One BLAS/OpenMP thread per candidate: the candidates themselves share the cores.
+    with threadpool_limits(limits=1):
+        search.fit(X, y, groups=groups)
+        model, threshold = search.best_estimator_, None
+        # A constant baseline has no threshold to tune; it stays the plain reference.
+        if plan.tune_threshold and plan.target.binary and candidate.family != BASELINE:
+            model = TunedThresholdClassifierCV(
+                model,
+                scoring=threshold_scorer(plan.tune_threshold, plan.target.pos_label),
+                cv=cv_splitter(plan),
+                random_state=plan.seed,
+            ).fit(X, y)
+            threshold = float(model.best_threshold_)
+    halving = candidate.search.startswith("halving")
+    metrics = [refit] if halving else list(scoring)
+    results = search.cv_results_
+    return Tuned(
+        name=name,
+        family=candidate.family,
+        best_params={k.removeprefix(prefix): _plain(v) for k, v in search.best_params_.items()},
+        cv_results=_cv_rows(name, candidate.family, results, metrics, prefix, halving),
+        cv_means={
+            m: from_score(m, float(results[f"mean_test_{'score' if halving else m}"][i]))
+            for m in metrics
+            for i in [search.best_index_]
+        },
+        model=model,
+        seconds=time.perf_counter() - started,
+        threshold=threshold,
+    )
+
+
+def _search(
+    candidate: Candidate,
+    pipeline: Any,
+    grid: dict[str, list[Any]],
+    scoring: dict[str, Scorer],
+    refit: str,
+    plan: SearchPlan,
+) -> Any:
+    cv = cv_splitter(plan)
+    common: dict[str, Any] = {
+        "cv": cv,
+        # Fold fits in worker processes (joblib's loky gives each one OpenMP/BLAS thread):
+        # while candidates overlap they share the cores, and the last, longest search still
+        # gets all of them instead of leaving cores idle.
+        "n_jobs": CORES,
+        "error_score": "raise",
+    }
+    n_configs = prod(len(values) for values in grid.values())
+    n_iter = min(candidate.n_iter, n_configs)
+    if candidate.search == "halving":
+        return HalvingGridSearchCV(
+            pipeline, grid, scoring=scoring[refit], random_state=plan.seed, **common
+        )
+    if candidate.search == "halving_random":
+        return HalvingRandomSearchCV(
+            pipeline,
+            grid,
+            n_candidates=n_iter,
+            # The last round trains on (nearly) every train row, as in the grid variant; the
+            # default would start at a handful of rows and stop after n_iter's rounds on a tiny
+            # subset, choosing the winner (and reporting its CV score) from very small fits.
+            min_resources="exhaust",
+            scoring=scoring[refit],
+            random_state=plan.seed,
+            **common,
+        )
+    if candidate.search == "random" and n_iter < n_configs:
+        return RandomizedSearchCV(
+            pipeline,
+            grid,
+            n_iter=n_iter,
+            scoring=scoring,
+            refit=refit,
+            random_state=plan.seed,
+            **common,
+        )
+    return GridSearchCV(pipeline, grid, scoring=scoring, refit=refit, **common)
+
+
+def threshold_scorer(objective: str, pos_label: Any) -> Any:
+    """The score TunedThresholdClassifierCV maximises over thresholds."""
+    if objective == "balanced_accuracy":
+        return objective
+    if objective == "f1":
+        return make_scorer(f1_score, pos_label=pos_label, zero_division=0)
+    kind, _, floor = objective.partition(":")
+    return make_scorer(_constrained, pos_label=pos_label, kind=kind, floor=float(floor))
+
+
+def _constrained(
+    y_true: np.ndarray, y_pred: np.ndarray, pos_label: Any, kind: str, floor: float
+) -> float:
+    """Maximise recall subject to precision >= floor (or the reverse). Thresholds that miss the
+    floor score below every threshold that meets it, closest-to-the-floor first."""
+    precision = precision_score(y_true, y_pred, pos_label=pos_label, zero_division=0)
+    recall = recall_score(y_true, y_pred, pos_label=pos_label, zero_division=0)
+    goal, bound = (recall, precision) if kind == "max_recall_at_precision" else (precision, recall)
+    return float(goal if bound >= floor else bound - 1.0)
+
+
+def _cv_rows(
+    name: str,
+    family_name: str,
+    results: dict[str, Any],
+    metrics: list[str],
+    prefix: str,
+    halving: bool,
+) -> pl.DataFrame:
+    n_splits = sum(
+        1
+        for key in results
+        if key.startswith("split")
+        and key.endswith("_test_score" if halving else f"_test_{metrics[0]}")
+    )
+    rows = []
+    for i, params in enumerate(results["params"]):
+        shown = json.dumps(
+            {k.removeprefix(prefix): _plain(v) for k, v in params.items()}, sort_keys=True
+        )
+        iteration = int(results["iter"][i]) if halving else None
+        resources = int(results["n_resources"][i]) if halving else None
+        for fold in range(n_splits):
+            for metric in metrics:
+                key = f"split{fold}_test_{'score' if halving else metric}"
+                value = from_score(metric, float(results[key][i]))
+                rows.append((name, family_name, shown, fold, metric, value, iteration, resources))
+    return pl.DataFrame(rows, schema=CV_COLUMNS, orient="row")
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,48 @@
+"""The DuckDB warehouse: the only package that imports duckdb.
+
+Connections are short-lived (open, work, close) because an open connection in one process locks
+the file for every other process; writes retry on that lock with backoff for a bounded time.
+"""
+
+from mallard.warehouse.queries import (
+    champion,
+    compare_runs,
+    feature_profile,
+    leaderboard,
+    model,
+    query,
+    query_params,
+    query_source,
+    run_models,
+    run_record,
+    runs,
+    table_counts,
+)
+from mallard.warehouse.records import RunBundle, RunRecord
+from mallard.warehouse.writes import (
+    record_run_started,
+    write_promotion,
+    write_report,
+    write_run,
+)
+
+__all__ = [
+    "RunBundle",
+    "RunRecord",
+    "champion",
+    "compare_runs",
+    "feature_profile",
+    "leaderboard",
+    "model",
+    "query",
+    "query_params",
+    "query_source",
+    "record_run_started",
+    "run_models",
+    "run_record",
+    "runs",
+    "table_counts",
+    "write_promotion",
+    "write_report",
+    "write_run",
+]

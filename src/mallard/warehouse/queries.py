@@ -1,0 +1,175 @@
+"""Reads for the CLI and for SQL sources; every read opens the file read-only and briefly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from mallard.core.errors import InputError, WarehouseError
+from mallard.warehouse.connection import connect
+from mallard.warehouse.writes import RUN_TABLES
+
+
+def query(db: Path, sql: str) -> pl.DataFrame:
+    """Run an analyst's read-only SQL against the warehouse."""
+    with connect(db, read_only=True) as con:
+        try:
+            return con.sql(sql).pl()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"query failed: {exc}") from None
+
+
+def runs(db: Path, limit: int = 20) -> pl.DataFrame:
+    return query(
+        db,
+        f"""
+        SELECT run_id, pipeline, flow, status,
+               strftime(started_at, '%Y-%m-%d %H:%M:%S') AS started, seconds,
+               n_rows, n_invalid, primary_metric AS metric, best_value, promoted, error
+        FROM ml.run_summary ORDER BY started_at DESC LIMIT {int(limit)}
+        """,
+    )
+
+
+def run_record(db: Path, run_id: str) -> dict[str, Any] | None:
+    frame = query_params(db, "SELECT * FROM ml.runs WHERE run_id = ?", [run_id])
+    return frame.row(0, named=True) if frame.height else None
+
+
+def leaderboard(db: Path, pipeline: str | None = None, run_id: str | None = None) -> pl.DataFrame:
+    """The ranked models of one run: the given run, else the pipeline's latest succeeded run."""
+    if run_id is None:
+        latest = query_params(
+            db,
+            "SELECT run_id FROM ml.runs WHERE status = 'succeeded' "
+            "AND (? IS NULL OR pipeline = ?) ORDER BY finished_at DESC LIMIT 1",
+            [pipeline, pipeline],
+        )
+        if not latest.height:
+            return pl.DataFrame()
+        run_id = latest.item(0, 0)
+    return query_params(
+        db,
+        "SELECT pipeline, run_id, model_id, family, metric, value, validation_value, cv_value, "
+        "rank "
+        "FROM ml.leaderboard WHERE run_id = ? ORDER BY rank, model_id",
+        [run_id],
+    )
+
+
+def table_counts(db: Path, run_id: str) -> dict[str, int]:
+    """Rows stored under `run_id` in each run table (for checks and summaries)."""
+    counts = {}
+    with connect(db, read_only=True) as con:
+        for table in ("runs", *RUN_TABLES):
+            row = con.execute(f"SELECT count(*) FROM ml.{table} WHERE run_id = ?", [run_id])
+            counts[table] = int(row.fetchone()[0])  # type: ignore[index]
+    return counts
+
+
+def query_params(db: Path, sql: str, params: list[object] | dict[str, object]) -> pl.DataFrame:
+    with connect(db, read_only=True) as con:
+        return con.sql(sql, params=params).pl()
+
+
+def query_source(db: Path, sql: str) -> pl.DataFrame:
+    """A pipeline's `source.sql`: run against the warehouse when it exists, else in memory."""
+    if db.exists():
+        with connect(db, read_only=True) as con:
+            return _source_frame(con, sql)
+    con = duckdb.connect(":memory:")
+    try:
+        return _source_frame(con, sql)
+    finally:
+        con.close()
+
+
+def _source_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    try:
+        return con.sql(sql).pl()
+    except duckdb.Error as exc:
+        raise InputError(f"[source.sql] query failed: {exc}") from None
+
+
+def champion(db: Path, pipeline: str, ignore_run_id: str | None = None) -> dict[str, Any] | None:
+    """The current champion's ml.models row (with its blob), or None.
+
+    `ignore_run_id` leaves out aliases set by that run: a rerun of a run must be judged against
+    the champion from before it, not against its own earlier attempt.
+    """
+    if not db.exists():
+        return None
+    frame = query_params(
+        db,
+        """
+        SELECT m.* FROM (
+            SELECT model_id FROM ml.aliases
+            WHERE pipeline = ? AND alias = 'champion'
+              -- manual aliases have no run_id: never ignored (IS DISTINCT FROM NULL would)
+              AND (run_id IS NULL OR ? IS NULL OR run_id <> ?)
+            ORDER BY set_at DESC LIMIT 1
+        ) AS a JOIN ml.models AS m USING (model_id)
+        """,
+        [pipeline, ignore_run_id, ignore_run_id],
+    )
+    return frame.row(0, named=True) if frame.height else None
+
+
+def model(db: Path, model_id: str) -> dict[str, Any] | None:
+    frame = query_params(db, "SELECT * FROM ml.models WHERE model_id = ?", [model_id])
+    return frame.row(0, named=True) if frame.height else None
+
+
+def feature_profile(db: Path, model_id: str) -> pl.DataFrame:
+    return query_params(
+        db,
+        "SELECT feature, kind, bin, lower, upper, category, fraction "
+        "FROM ml.feature_profiles WHERE model_id = ? ORDER BY feature, bin",
+        [model_id],
+    )
+
+
+def run_models(db: Path, run_id: str) -> pl.DataFrame:
+    """The models a run registered, without their blobs."""
+    return query_params(
+        db,
+        "SELECT model_id, family, params, size_bytes, sha256 FROM ml.models "
+        "WHERE run_id = ? ORDER BY model_id",
+        [run_id],
+    )
+
+
+def compare_runs(db: Path, original: str, rerun: str) -> pl.DataFrame:
+    """Data fingerprint, each model's sha256 and all metrics of two runs, side by side."""
+    return query_params(
+        db,
+        """
+        WITH
+        a AS (SELECT split_part(model_id, ':', -1) AS candidate, sha256
+              FROM ml.models WHERE run_id = $original),
+        b AS (SELECT split_part(model_id, ':', -1) AS candidate, sha256
+              FROM ml.models WHERE run_id = $rerun),
+        ma AS (SELECT split_part(model_id, ':', -1) AS candidate, split, metric, value
+               FROM ml.metrics WHERE run_id = $original),
+        mb AS (SELECT split_part(model_id, ':', -1) AS candidate, split, metric, value
+               FROM ml.metrics WHERE run_id = $rerun)
+        SELECT 'data sha256' AS item, a.data_sha256[:16] AS original,
+               b.data_sha256[:16] AS rerun,
+               a.data_sha256 IS NOT DISTINCT FROM b.data_sha256 AS identical
+        FROM ml.runs AS a, ml.runs AS b WHERE a.run_id = $original AND b.run_id = $rerun
+        UNION ALL
+        SELECT 'model ' || coalesce(a.candidate, b.candidate), a.sha256[:16], b.sha256[:16],
+               a.sha256 IS NOT DISTINCT FROM b.sha256
+        FROM a FULL JOIN b USING (candidate)
+        UNION ALL
+        SELECT 'metrics',
+               count(ma.value)::VARCHAR || ' values',
+               count(mb.value)::VARCHAR || ' values',
+               count(*) FILTER (WHERE ma.value IS DISTINCT FROM mb.value) = 0
+        FROM ma FULL JOIN mb USING (candidate, split, metric)
+        """,
+        {"original": original, "rerun": rerun},
+    )
