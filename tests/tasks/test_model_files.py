@@ -1,4 +1,5 @@
-"""Model files: deterministic skops bytes, sha256 checked, and no type beyond the stored list."""
+"""Model files: deterministic skops bytes, sha256 checked, and no type beyond the code's list
+(narrowed by the stored list). Forged rows are covered in tests/hostile/test_model_forgery.py."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from mallard.core.spec import FeaturesSection
 from mallard.examples import housing
 from mallard.tasks.features import Features, model_pipeline, prepare_features
 from mallard.tasks.model_files import (
+    LOADABLE_TYPES,
+    ModelFile,
     ModelIntegrityError,
     canonical_skops,
     load_model,
@@ -54,6 +57,15 @@ def housing_features(rows: int = 300, seed: int = 3) -> Features:
         pl.col("bedrooms", "bathrms", "stories", "garagepl", "year_built").cast(pl.Int64),
     )
     return prepare_features(frame, FeaturesSection(), "price")
+
+
+def forged(obj: Any) -> ModelFile:
+    """What an attacker writes: a well-formed skops file of `obj` with its real sha256 and the
+    exact list of types it needs (save_model itself refuses to save such an object)."""
+    blob = canonical_skops(sio.dumps(obj))
+    return ModelFile(
+        blob, hashlib.sha256(blob).hexdigest(), sorted(sio.get_untrusted_types(data=blob))
+    )
 
 
 def fitted(features: Features, estimator: Any) -> Pipeline:
@@ -142,32 +154,40 @@ def test_tree_stored_without_its_type_is_refused(features: Features) -> None:
 
 
 def test_a_custom_class_is_refused_and_nothing_of_it_runs() -> None:
-    saved = save_model({"model": Hostile()})
+    saved = forged({"model": Hostile()})
     hostile = f"{Hostile.__module__}.Hostile"
-    assert hostile in saved.trusted_types  # skops records it: the stored list is what we trust
+    assert hostile in saved.trusted_types  # the forged row lists it, with the right sha256
 
-    with pytest.raises(ModelIntegrityError, match=hostile.replace(".", r"\.")):
-        load_model(saved.blob, saved.sha256, [])
+    for stored in ([], saved.trusted_types):  # the stored list cannot widen the code's list
+        with pytest.raises(ModelIntegrityError, match=hostile.replace(".", r"\.")):
+            load_model(saved.blob, saved.sha256, stored)
     assert SIDE_EFFECTS == []
 
-    # Control: the same blob with the type in the stored list does run the hostile method,
-    # so the empty list above really means "refused before anything ran".
-    loaded = load_model(saved.blob, saved.sha256, saved.trusted_types)
+    # Control: with the type in the code's list the hostile method does run, so the refusals
+    # above really mean "refused before anything ran".
+    wider = LOADABLE_TYPES | {hostile}
+    loaded = load_model(saved.blob, saved.sha256, saved.trusted_types, allowed=wider)
     assert isinstance(loaded["model"], Hostile) and len(SIDE_EFFECTS) == 1
+
+
+def test_saving_a_model_mallard_would_not_load_is_refused() -> None:
+    with pytest.raises(ModelIntegrityError, match=r"mallard does not load: .*Hostile"):
+        save_model({"model": Hostile()})
 
 
 def test_a_function_reference_is_refused() -> None:
     """A file that would hand back os.system is refused unless that exact name was stored."""
-    saved = save_model({"call": os.system, "arg": "echo pwned"})
-    with pytest.raises(ModelIntegrityError, match=r"system"):
-        load_model(saved.blob, saved.sha256, ["sklearn.tree._tree.Tree"])
+    saved = forged({"call": os.system, "arg": "echo pwned"})
+    for stored in (["sklearn.tree._tree.Tree"], saved.trusted_types):
+        with pytest.raises(ModelIntegrityError, match=r"system"):
+            load_model(saved.blob, saved.sha256, stored)
 
 
 def test_hostile_type_spliced_into_a_trusted_model_is_refused(features: Features) -> None:
     """An attacker who rewrites blob and sha256 but not the trusted list still gets nowhere:
     a ridge file whose schema now also names Hostile."""
     ridge = save_model(fitted(features, Ridge()))
-    hostile = save_model(Hostile())
+    hostile = forged(Hostile())
     assert not any("Hostile" in name for name in ridge.trusted_types)
 
     blob = _splice(ridge.blob, hostile.blob)
@@ -244,7 +264,11 @@ def test_splice_helper_makes_a_loadable_file_when_trusted(features: Features) ->
     """Control for the splice test: the spliced file is well formed, so only the type check
     stops it."""
     ridge = save_model(fitted(features, Ridge()))
-    blob = _splice(ridge.blob, save_model(Hostile()).blob)
+    blob = _splice(ridge.blob, forged(Hostile()).blob)
     hostile = f"{Hostile.__module__}.Hostile"
-    loaded = load_model(blob, hashlib.sha256(blob).hexdigest(), [*ridge.trusted_types, hostile])
+    sha = hashlib.sha256(blob).hexdigest()
+    stored = [*ridge.trusted_types, hostile]
+    with pytest.raises(ModelIntegrityError, match="never loads"):
+        load_model(blob, sha, stored)
+    loaded = load_model(blob, sha, stored, allowed=LOADABLE_TYPES | {hostile})
     assert isinstance(loaded.memory, Hostile) and len(SIDE_EFFECTS) == 1

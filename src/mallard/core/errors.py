@@ -1,6 +1,8 @@
-"""Errors a user can cause, each with the exit code the CLI returns for it.
+"""Every error a user can cause, each with the exit code the CLI returns for it.
 
-Anything that is not a MallardError is a bug in mallard and exits with code 1.
+Exit 2: the spec, the input, the warehouse or the environment needs fixing; exit 3: the data
+failed validation. Anything that is not a MallardError is a bug in mallard and exits with 1.
+The base class is never raised itself: raise the subclass that says whose mistake it is.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 class MallardError(Exception):
     """Base class: a problem the user can fix. The message is shown as is, without a traceback."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 class SpecError(MallardError):
@@ -32,5 +34,11 @@ class DataValidationError(MallardError):
 
 class WarehouseError(MallardError):
     """The warehouse file cannot be opened or written (locked, missing, wrong version)."""
+
+    exit_code = 2
+
+
+class ModelIntegrityError(MallardError):
+    """A stored model fails its checks (checksum, readable file, loadable types): not loaded."""
 
     exit_code = 2

@@ -1,4 +1,11 @@
-"""Model files: skops bytes (never pickle) with a sha256 and the exact list of types they need.
+"""Model files: skops bytes (never pickle) with a sha256, loaded only with types from the code.
+
+skops refuses to build any object whose type is not trusted. Which types mallard trusts comes
+from this module (`LOADABLE_TYPES`: what the model families, pipelines, ensembles and threshold
+tuning can produce, checked by tests/hostile/test_model_forgery.py), never from the warehouse:
+whoever can write an ml.models row can forge its blob, sha256 and stored type list together, so
+the stored list may only narrow the code's list. A model needing anything else is refused before
+any of it is built, and never saved in the first place.
 
 skops names the arrays in its zip after Python object ids and stamps the current time, so two
 dumps of the same model differ. `canonical_skops` renumbers the ids in order of appearance and
@@ -9,23 +16,60 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import zipfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import skops.io as sio
 
-from mallard.core.errors import MallardError
+from mallard.core.errors import ModelIntegrityError
+
+__all__ = [
+    "LOADABLE_TYPES",
+    "ModelFile",
+    "ModelIntegrityError",
+    "canonical_skops",
+    "load_model",
+    "load_model_row",
+    "save_model",
+]
 
 _ID = re.compile(r'("__id__": |")(\d+)(\.npy")?')
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
-
-class ModelIntegrityError(MallardError):
-    """A stored model does not match its checksum or needs a type it was not saved with."""
-
-    exit_code = 2
+# Every type beyond skops' default-trusted set that a mallard model may need. Each entry is data
+# or a pure function; none runs a command, opens a file or imports a module. A new family,
+# wrapper or scorer that needs more fails tests/hostile/test_model_forgery.py until it is added.
+LOADABLE_TYPES: frozenset[str] = frozenset(
+    {
+        # trees, forests, boosting
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        # nearest neighbours: the index and the distance metrics its algorithms may pick
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.metrics._dist_metrics.ManhattanDistance64",
+        "sklearn.metrics._dist_metrics.ChebyshevDistance64",
+        "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+        # dtypes, stacking's named estimators, TransformedTargetRegressor's check_array partial
+        "numpy.dtype",
+        "sklearn.utils._bunch.Bunch",
+        "functools.partial",
+        "sklearn.utils.validation.check_array",
+        # TunedThresholdClassifierCV: its scorer and the metric functions it calls
+        "sklearn.metrics._scorer._CurveScorer",
+        "sklearn.metrics._scorer._Scorer",
+        "sklearn.utils._metadata_requests.MetadataRequest",
+        "sklearn.utils._metadata_requests.MethodMetadataRequest",
+        "sklearn.metrics._classification.f1_score",
+        "sklearn.metrics._classification.balanced_accuracy_score",
+        "mallard.tasks.tune._constrained",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -35,34 +79,86 @@ class ModelFile:
     trusted_types: list[str]  # types outside skops' default-trusted set that this file needs
 
 
-def save_model(model: Any) -> ModelFile:
+def save_model(model: Any, allowed: frozenset[str] = LOADABLE_TYPES) -> ModelFile:
+    """The canonical skops file of `model`; refused if loading it would need a type outside
+    `allowed` (such a model could never be scored, so it is not stored)."""
     blob = canonical_skops(sio.dumps(model, compression=zipfile.ZIP_DEFLATED))
-    return ModelFile(
-        blob=blob,
-        sha256=hashlib.sha256(blob).hexdigest(),
-        trusted_types=sorted(sio.get_untrusted_types(data=blob)),
-    )
+    needed = sorted(sio.get_untrusted_types(data=blob))
+    outside = [name for name in needed if name not in allowed]
+    if outside:
+        raise ModelIntegrityError(
+            f"{type(model).__name__} needs type(s) mallard does not load: {', '.join(outside)}; "
+            "choose other parameters or family (or add the type to LOADABLE_TYPES if it is safe)"
+        )
+    return ModelFile(blob=blob, sha256=hashlib.sha256(blob).hexdigest(), trusted_types=needed)
 
 
-def load_model(blob: bytes, sha256: str, trusted_types: list[str]) -> Any:
-    """Load only a blob whose sha256 matches, needing no type beyond the stored list."""
+def load_model(
+    blob: bytes,
+    sha256: str,
+    trusted_types: Iterable[str],
+    *,
+    model_id: str | None = None,
+    allowed: frozenset[str] = LOADABLE_TYPES,
+) -> Any:
+    """Load a blob whose sha256 matches, trusting only types in both `allowed` (the code's list)
+    and `trusted_types` (the row's list, which can only narrow it)."""
+    name = f"model {model_id}" if model_id else "model file"
     actual = hashlib.sha256(blob).hexdigest()
     if actual != sha256:
         raise ModelIntegrityError(
-            f"model file checksum mismatch (stored {sha256[:12]}…, actual {actual[:12]}…): "
+            f"{name} checksum mismatch (stored {str(sha256)[:12]}…, actual {actual[:12]}…): "
             "it was changed after it was saved; refusing to load it"
         )
     try:
         needed = set(sio.get_untrusted_types(data=blob))
     except Exception as exc:  # a corrupt zip or schema: nothing in it may run
-        raise ModelIntegrityError(f"model file is not a readable skops file: {exc}") from None
-    unexpected = sorted(needed - set(trusted_types))
+        raise ModelIntegrityError(
+            f"{name} is not a readable skops file: {_one_line(exc)}"
+        ) from None
+    outside = sorted(needed - allowed)
+    if outside:
+        raise ModelIntegrityError(
+            f"{name} needs type(s) mallard never loads: {', '.join(outside)}; refusing to load it"
+        )
+    stored = set(trusted_types)
+    unexpected = sorted(needed - stored)
     if unexpected:
         raise ModelIntegrityError(
-            f"model file needs type(s) it was not saved with: {', '.join(unexpected)}; "
+            f"{name} needs type(s) it was not saved with: {', '.join(unexpected)}; "
             "refusing to load it"
         )
-    return sio.loads(blob, trusted=sorted(needed))
+    try:
+        # skops checks every node again while loading, against this same intersection.
+        return sio.loads(blob, trusted=sorted(allowed & stored))
+    except Exception as exc:
+        raise ModelIntegrityError(
+            f"{name} could not be loaded: {_one_line(exc)}; refusing to use it"
+        ) from None
+
+
+def load_model_row(row: Mapping[str, Any], allowed: frozenset[str] = LOADABLE_TYPES) -> Any:
+    """Load the model of an ml.models row (skops_blob, sha256, trusted_types JSON, model_id)."""
+    model_id = str(row.get("model_id") or "") or None
+    try:
+        stored = json.loads(str(row["trusted_types"]))
+        if not isinstance(stored, list) or not all(isinstance(t, str) for t in stored):
+            raise ValueError("not a list of type names")
+    except (KeyError, ValueError) as exc:
+        raise ModelIntegrityError(
+            f"model {model_id}: trusted_types is unreadable ({_one_line(exc)}); refusing to load it"
+        ) from None
+    blob = row.get("skops_blob")
+    if not isinstance(blob, bytes | bytearray | memoryview):
+        raise ModelIntegrityError(f"model {model_id} has no model file; refusing to load it")
+    return load_model(
+        bytes(blob), str(row.get("sha256")), stored, model_id=model_id, allowed=allowed
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] if text else type(exc).__name__
 
 
 def canonical_skops(blob: bytes) -> bytes:
