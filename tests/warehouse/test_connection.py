@@ -286,3 +286,41 @@ def test_a_write_succeeds_when_the_lock_is_released_within_the_timeout(
     assert holder.process.returncode == 0
     stored = run_record(db, "after-the-lock")
     assert stored is not None and stored["status"] == "succeeded"
+
+
+def test_a_wait_is_announced_once_naming_the_holder_and_lasts_one_timeout(
+    db: Path,
+    hold: Callable[..., Holder],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    holder = hold("read_only")  # e.g. an analyst's shell left open on the live file
+    monkeypatch.setenv("MALLARD_LOCK_TIMEOUT", "0.8")
+
+    started = time.monotonic()
+    with (
+        caplog.at_level("WARNING", logger="mallard.warehouse"),
+        pytest.raises(WarehouseError, match="read copy"),
+        connect(db),
+    ):
+        pass
+    waited = time.monotonic() - started
+
+    waits = [r.getMessage() for r in caplog.records if "waiting for" in r.getMessage()]
+    assert len(waits) == 1
+    assert waits[0].startswith(f"waiting for the warehouse lock held by PID {holder.pid} (")
+    assert str(db) in waits[0] and "up to 0.8 s" in waits[0]
+    assert 0.8 <= waited < 1.6  # one timeout, not one per attempt or per caller
+
+
+def test_a_zero_timeout_tries_once(
+    db: Path, hold: Callable[..., Holder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hold()
+    monkeypatch.setenv("MALLARD_LOCK_TIMEOUT", "30")
+
+    started = time.monotonic()
+    with pytest.raises(WarehouseError, match="stayed locked for 0 s"), connect(db, timeout_s=0):
+        pass
+
+    assert time.monotonic() - started < 1.0

@@ -18,6 +18,7 @@ from mallard.warehouse.queries import (
     runs,
     table_counts,
 )
+from mallard.warehouse.read_copy import ReadCopyError, publish_read_copy, read_copy_path
 from mallard.warehouse.records import RunBundle, RunRecord
 from mallard.warehouse.writes import (
     record_run_started,
@@ -27,6 +28,7 @@ from mallard.warehouse.writes import (
 )
 
 __all__ = [
+    "ReadCopyError",
     "RunBundle",
     "RunRecord",
     "champion",
@@ -34,9 +36,11 @@ __all__ = [
     "feature_profile",
     "leaderboard",
     "model",
+    "publish_read_copy",
     "query",
     "query_params",
     "query_source",
+    "read_copy_path",
     "record_run_started",
     "run_models",
     "run_record",

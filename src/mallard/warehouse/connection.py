@@ -1,7 +1,13 @@
-"""Open the warehouse file briefly, waiting (bounded) while another process holds its lock."""
+"""Open the warehouse file briefly, waiting (bounded) while another process holds its lock.
+
+A wait is announced once, on the `mallard.warehouse` logger (stderr when nothing configured
+logging), naming the holder, and ends after one timeout: each `connect` waits at most
+MALLARD_LOCK_TIMEOUT seconds in total, however many attempts that takes.
+"""
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
@@ -17,17 +23,25 @@ from mallard.core.errors import WarehouseError
 from mallard.warehouse.migrations import migrate
 
 T = TypeVar("T")
+log = logging.getLogger("mallard.warehouse")
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
 @contextmanager
-def connect(db: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to `db`, closed on exit. Writers also bring the schema up to date."""
+def connect(
+    db: Path, *, read_only: bool = False, timeout_s: float | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to `db`, closed on exit. Writers also bring the schema up to date.
+
+    `timeout_s` bounds the lock wait (default MALLARD_LOCK_TIMEOUT); 0 tries once, e.g. to
+    record a failure after a lock wait has already timed out."""
     if read_only and not db.exists():
         raise WarehouseError(
             f"no warehouse at {db}: run a pipeline first (`mallard demo` or `mallard run SPEC`)"
         )
-    con = _open_with_retry(db, read_only)
+    con = retry_on_lock(
+        db, lambda: duckdb.connect(str(db), read_only=read_only), timeout_s=timeout_s
+    )
     try:
         if not read_only:
             migrate(con)
@@ -36,15 +50,14 @@ def connect(db: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyCon
         con.close()
 
 
-def _open_with_retry(db: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    return retry_on_lock(db, lambda: duckdb.connect(str(db), read_only=read_only))
-
-
-def retry_on_lock(db: Path, open_file: Callable[[], T]) -> T:
+def retry_on_lock(db: Path, open_file: Callable[[], T], *, timeout_s: float | None = None) -> T:
     """Call `open_file` (anything that opens `db`) until the file's lock is free, for at most
-    MALLARD_LOCK_TIMEOUT seconds, with jittered exponential backoff."""
-    deadline = time.monotonic() + lock_timeout_s()
+    `timeout_s` (default MALLARD_LOCK_TIMEOUT) seconds, with jittered exponential backoff.
+    The first lock conflict is logged once, naming the holder."""
+    timeout = lock_timeout_s() if timeout_s is None else max(timeout_s, 0.0)
+    deadline = time.monotonic() + timeout
     delay = 0.05
+    announced = False
     while True:
         try:
             return open_file()
@@ -52,19 +65,40 @@ def retry_on_lock(db: Path, open_file: Callable[[], T]) -> T:
             # Look for "lock" in the message without the path, which may contain it too.
             if "lock" not in str(exc).replace(str(db), "").lower():
                 raise WarehouseError(f"cannot open warehouse {db}: {exc}") from None
-            if time.monotonic() >= deadline:
-                raise WarehouseError(_locked_message(db, str(exc))) from None
-            time.sleep(delay * (1 + random.random()))  # jitter: writers must not retry in step
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WarehouseError(_locked_message(db, str(exc), timeout)) from None
+            if not announced:
+                log.warning(
+                    "waiting for the warehouse lock held by %s on %s (up to %g s)",
+                    _holder(str(exc), pid_first=True),
+                    db,
+                    timeout,
+                )
+                announced = True
+            # Jitter: writers must not retry in step; never sleep past the deadline.
+            time.sleep(min(delay * (1 + random.random()), remaining))
             delay = min(delay * 2, 1.0)
         except duckdb.Error as exc:
             raise WarehouseError(f"cannot open warehouse {db}: {exc}") from None
 
 
-def _locked_message(db: Path, error: str) -> str:
+def _holder(error: str, *, pid_first: bool = False) -> str:
+    """Who holds the lock, from DuckDB's error: '/usr/bin/python3 (PID 123)', or with
+    `pid_first` 'PID 123 (/usr/bin/python3)'; 'another process' if the error does not say."""
     holder = _LOCK_HOLDER.search(error)
-    who = f"{holder['program']} (PID {holder['pid']})" if holder else "another process"
+    if not holder:
+        return "another process"
+    if pid_first:
+        return f"PID {holder['pid']} ({holder['program']})"
+    return f"{holder['program']} (PID {holder['pid']})"
+
+
+def _locked_message(db: Path, error: str, timeout: float) -> str:
+    from mallard.warehouse.read_copy import read_copy_path  # read_copy imports this module
+
     return (
-        f"warehouse {db} is locked by {who} and stayed locked for {lock_timeout_s():g} s; "
-        "close that duckdb shell or connection (for long reads, use `mallard snapshot`) "
-        "and run again"
+        f"warehouse {db} is locked by {_holder(error)} and stayed locked for {timeout:g} s; "
+        "close that duckdb shell or connection (for long reads, open the read copy "
+        f"{read_copy_path(db)} or use `mallard snapshot`) and run again"
     )

@@ -1,41 +1,76 @@
-"""A copy of the warehouse for BI tools and long reads: they hold the copy's lock, never the
-live file's, so pipelines keep writing."""
+"""`mallard snapshot`: a copy of the warehouse for BI tools and long reads. They hold the copy's
+lock, never the live file's, so pipelines keep writing.
+
+Two forms: a DuckDB file in the 1.x-readable format of the read copy (see read_copy.py), or a
+folder of Parquet files (`EXPORT DATABASE ... (FORMAT parquet)`: one file per table plus
+schema.sql and load.sql, which `IMPORT DATABASE 'dir'` replays, views included) for tools that
+read Parquet and not DuckDB. The live file is locked only while it is being copied.
+"""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import duckdb
 
 from mallard.core.errors import InputError, WarehouseError
 from mallard.warehouse.connection import retry_on_lock
+from mallard.warehouse.read_copy import copy_database, path_literal
 
 
 def snapshot(db: Path, target: Path, *, overwrite: bool = False) -> int:
     """Copy every table and view of `db` into a new DuckDB file; returns the table count."""
-    if not db.exists():
-        raise WarehouseError(f"no warehouse at {db}")
-    if target.resolve() == db.resolve():
-        raise InputError("the snapshot must be a different file from the warehouse")
+    _check_source(db, target)
     if target.exists() and not overwrite:
         raise InputError(f"{target} exists; pass --force to replace it")
     partial = target.with_name(f".{target.name}.partial")
     partial.unlink(missing_ok=True)
-    con = duckdb.connect(":memory:")
     try:
-        retry_on_lock(db, lambda: con.execute(f"ATTACH '{_quoted(db)}' AS live (READ_ONLY)"))
-        con.execute(f"ATTACH '{_quoted(partial)}' AS snapshot")
-        con.execute("COPY FROM DATABASE live TO snapshot")
-        tables = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'snapshot'"
-        ).fetchall()[0][0]
-    except duckdb.Error as exc:
+        tables = copy_database(db, partial)
+        partial.replace(target)  # readers never see a half-written snapshot
+    except WarehouseError as exc:
         raise WarehouseError(f"snapshot failed: {exc}") from None
     finally:
+        partial.unlink(missing_ok=True)
+        partial.with_name(partial.name + ".wal").unlink(missing_ok=True)
+    return tables
+
+
+def export_parquet(db: Path, directory: Path, *, overwrite: bool = False) -> int:
+    """Export every table of `db` as Parquet into `directory`; returns the table count.
+
+    The folder is written in place (load.sql names its files by path), so on failure it is
+    removed rather than left half-written."""
+    _check_source(db, directory)
+    if directory.exists():
+        if not overwrite and (directory.is_file() or any(directory.iterdir())):
+            raise InputError(f"{directory} exists and is not empty; pass --force to replace it")
+        if directory.is_file():
+            directory.unlink()
+        else:
+            shutil.rmtree(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(":memory:")
+    try:
+        retry_on_lock(db, lambda: con.execute(f"ATTACH {path_literal(db)} AS live (READ_ONLY)"))
+        con.execute(f"EXPORT DATABASE live TO {path_literal(directory)} (FORMAT parquet)")
+        tables = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'live'"
+        ).fetchall()[0][0]
+    except duckdb.Error as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise WarehouseError(f"parquet export failed: {exc}") from None
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    finally:
         con.close()
-    partial.replace(target)  # readers never see a half-written snapshot
     return int(tables)
 
 
-def _quoted(path: Path) -> str:
-    return str(path).replace("'", "''")
+def _check_source(db: Path, target: Path) -> None:
+    if not db.exists():
+        raise WarehouseError(f"no warehouse at {db}")
+    if target.resolve() == db.resolve():
+        raise InputError("the snapshot must be a different file from the warehouse")
