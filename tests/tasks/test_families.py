@@ -19,12 +19,14 @@ from mallard.tasks.families import (
     BASELINE,
     ENSEMBLES,
     FAMILIES,
+    check_candidates,
     known,
     search_space,
     unknown_params,
 )
 from mallard.tasks.features import prepare_features
 from mallard.tasks.metrics import Target, score_all, scorers
+from mallard.tasks.model_files import LOADABLE_TYPES, load_model, save_model
 from mallard.tasks.tune import SearchPlan, tune_candidate
 
 ROWS = 120
@@ -58,9 +60,13 @@ CLUSTERING_DATA = prepare_features(table(), FeaturesSection(drop=["price", "boug
 
 
 def one_config(task: str, name: str) -> dict[str, list[Any]]:
-    """The first value of each default hyperparameter, with small ensembles."""
+    """The middle value of each default hyperparameter (log-spaced regularisation starts far
+    out), with small ensembles."""
     space = FAMILIES[task][name].default_space
-    return {key: SMALL.get(key, values[:1]) for key, values in space.items()}
+    return {
+        key: SMALL.get(key, values[len(values) // 2 : len(values) // 2 + 1])
+        for key, values in space.items()
+    }
 
 
 def plan_for(task: str) -> SearchPlan:
@@ -182,10 +188,12 @@ def all_families() -> list[tuple[str, str]]:
 def test_the_default_space_is_accepted_by_the_estimator(task: str, name: str) -> None:
     space = search_space(task, name, {})
 
+    chosen = FAMILIES[task][name]
     for config in ParameterGrid(space):
-        estimator = FAMILIES[task][name].make(0).set_params(**config)
+        inner = chosen.estimator_params(config)
+        estimator = chosen.make(0).set_params(**inner)
         estimator._validate_params()  # sklearn's own check of types and ranges
-        assert {k: estimator.get_params()[k] for k in config} == config
+        assert {k: estimator.get_params()[k] for k in inner} == inner
 
 
 def test_families_with_a_tunable_knob_have_a_default_space() -> None:
@@ -266,10 +274,10 @@ def test_a_family_of_another_task_is_a_spec_error_naming_the_key(
     task: str, family: str, tmp_path: Path
 ) -> None:
     valid = {"regression": "ridge", "classification": "ridge", "clustering": "kmeans"}[task]
-    parse_spec(spec(task, valid, valid), tmp_path / "p.toml")  # the valid spec loads
+    check_candidates(parse_spec(spec(task, valid, valid), tmp_path / "p.toml"))  # valid
 
     with pytest.raises(SpecError) as error:
-        parse_spec(spec(task, valid, family), tmp_path / "p.toml")
+        check_candidates(parse_spec(spec(task, valid, family), tmp_path / "p.toml"))
 
     message = str(error.value)
     assert "[candidates[1].family]" in message
@@ -280,4 +288,67 @@ def test_a_bad_hyperparameter_is_a_spec_error_naming_the_candidate(tmp_path: Pat
     text = spec("regression", "ridge", "random_forest") + "params = { n_trees = [10] }\n"
 
     with pytest.raises(SpecError, match=r"\[candidates\[1\]\.params\].*n_trees"):
-        parse_spec(text, tmp_path / "p.toml")
+        check_candidates(parse_spec(text, tmp_path / "p.toml"))
+
+
+# A fitted MLP keeps its Adam optimizer state (plain arrays and floats). Until model_files'
+# allow-list has it, the round trip below passes it explicitly; the xfail test says when it lands.
+MLP_TYPES = frozenset({"sklearn.neural_network._stochastic_optimizers.AdamOptimizer"})
+
+
+@pytest.mark.xfail(reason="AdamOptimizer is not in model_files.LOADABLE_TYPES yet", strict=False)
+def test_mlp_types_are_in_the_code_allow_list() -> None:
+    assert MLP_TYPES <= LOADABLE_TYPES
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_mlp_trains_saves_with_skops_and_reloads(task: str) -> None:
+    data = REGRESSION_DATA if task == "regression" else CLASSIFICATION_DATA
+    params = {"hidden_layer_sizes": [[16]], "alpha": [0.0001, 0.01]}  # lists, as TOML gives
+
+    tuned = tune_candidate(
+        "mlp", Candidate(family="mlp", params=params), data, TRAIN, plan_for(task)
+    )
+
+    assert tuned.best_params["alpha"] in (0.0001, 0.01)
+    assert tuned.best_params["hidden_layer_sizes"] == [16]
+    inner = tuned.model.named_steps["model"]
+    network = inner.regressor_ if task == "regression" else inner
+    assert network.early_stopping and network.n_iter_ <= 300
+    assert network.hidden_layer_sizes == [16]
+    allowed = LOADABLE_TYPES | MLP_TYPES
+    file = save_model(tuned.model, allowed=allowed)
+    assert set(file.trusted_types) <= allowed
+    reloaded = load_model(file.blob, file.sha256, file.trusted_types, allowed=allowed)
+    X = data.X[HELD_OUT]
+    assert np.array_equal(reloaded.predict(X), tuned.model.predict(X))
+    if task == "regression":
+        assert tuned.cv_means["r2"] > 0.5, tuned.cv_means  # the target is scaled: it learns
+    else:
+        assert tuned.cv_means["accuracy"] > 0.7, tuned.cv_means
+
+
+def test_mlp_knobs_are_named_as_in_the_spec_whatever_wraps_the_network() -> None:
+    assert unknown_params("regression", "mlp", {"alpha": [1.0], "hidden_layer_sizes": [[8]]}) == []
+    assert unknown_params("regression", "mlp", {"regressor__alpha": [1.0]}) == ["regressor__alpha"]
+    assert unknown_params("classification", "mlp", {"alpha": [1.0]}) == []
+
+
+def test_linear_regularisation_is_searched_on_a_log_scale() -> None:
+    for task, name, knob in [
+        ("regression", "ridge", "alpha"),
+        ("classification", "ridge", "alpha"),
+        ("classification", "logistic_regression", "C"),
+    ]:
+        values = np.array(FAMILIES[task][name].default_space[knob])
+        assert values.min() <= 1e-3 and values.max() >= 1e3
+        assert np.allclose(np.diff(np.log10(values)), 1.0)  # one point per decade
+
+
+def test_hist_gradient_boosting_stops_early_by_default() -> None:
+    for task in ("regression", "classification"):
+        model = FAMILIES[task]["hist_gradient_boosting"].make(0)
+        assert model.early_stopping is True and model.max_iter >= 300
+        assert {"learning_rate", "max_leaf_nodes", "l2_regularization"} <= set(
+            FAMILIES[task]["hist_gradient_boosting"].default_space
+        )

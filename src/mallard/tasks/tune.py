@@ -108,10 +108,11 @@ def tune_candidate(
 ) -> Tuned:
     started = time.perf_counter()
     task = plan.target.task
-    estimator = family(task, candidate.family).make(plan.seed)
+    chosen = family(task, candidate.family)
+    estimator = chosen.make(plan.seed)
     pipeline = model_pipeline(features, estimator, plan.features)
     space = search_space(task, candidate.family, candidate.params)
-    prefix = "model__regressor__" if plan.features.log_target else "model__"
+    prefix = ("model__regressor__" if plan.features.log_target else "model__") + chosen.inner
     grid = {prefix + k: v for k, v in space.items()}
     scoring = scorers(plan.target, pipeline)
     refit = candidate.scoring or plan.primary
