@@ -1,24 +1,169 @@
-"""Spec SQL (`[features] sql`) over in-memory frames, on a DuckDB connection that cannot write.
+"""SQL mallard did not write (`[features] sql`, `[source] sql`, `mallard sql`) runs here, on DuckDB
+connections that can only read.
 
-Besides `mallard.warehouse`, this is the only module that runs DuckDB; the step that uses it
-(`tasks.features`) stays a plain function of frames.
+Two locks, because each alone leaks (measured on duckdb 2.0.1):
+- only reading statements run: every statement must be a SELECT (DESCRIBE, SHOW, SUMMARIZE,
+  VALUES, FROM-first and CTEs are SELECTs too) or an EXPLAIN of one. DuckDB files `COPY FROM
+  DATABASE` and `IMPORT DATABASE` under PRAGMA and CHECKPOINT under CALL, so those kinds are
+  refused too; `allowed_directories` alone would also let `COPY … TO` and `EXPORT DATABASE`
+  write into the allowed folder.
+- the connection itself cannot reach out: no external access (files, extensions, replacement
+  scans of Python variables) beyond the allowed folders, no extension autoloading, no persistent
+  secrets, and the configuration locked so no statement can undo any of it.
+
+Besides `mallard.warehouse`, this is the only module that runs DuckDB; `tasks.features` stays a
+plain function of frames, and `warehouse.sandbox` opens the warehouse file with these locks.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
 import duckdb
 import polars as pl
 
-from mallard.core.errors import InputError
+from mallard.core.errors import InputError, MallardError, WarehouseError
+
+_LOCKS = (
+    "SET enable_external_access = false",
+    "SET python_enable_replacements = false",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET allow_community_extensions = false",
+    "SET allow_extension_repositories = 'forbidden'",
+    "SET allow_persistent_secrets = false",
+    "SET lock_configuration = true",  # last: from here on no SET, RESET or PRAGMA changes them
+)
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:ANALYZE\s+)?(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
+_FILE = re.compile(r'Cannot access (?:file|directory) "(?P<path>[^"]*)"')
+_SETTING = re.compile(r'Cannot change configuration option "(?P<name>[^"]*)"')
+_WRITE = re.compile(r'statement of type "(?P<kind>[^"]*)" on database "[^"]*" which is attached in')
+_ACTIONS = {
+    "INSERT": "insert rows",
+    "UPDATE": "update rows",
+    "DELETE": "delete rows",
+    "MERGE_INTO": "merge rows",
+    "CREATE": "create a table, view, macro or secret",
+    "CREATE_FUNC": "create a function",
+    "DROP": "drop an object",
+    "ALTER": "alter a table",
+    "COPY": "copy data to or from a file",
+    "COPY_DATABASE": "copy a database",
+    "EXPORT": "export the database",
+    "ATTACH": "attach a database",
+    "DETACH": "detach a database",
+    "SET": "change a setting",
+    "VARIABLE_SET": "set a variable",
+    "LOAD": "install or load an extension",
+    "EXTENSION": "install or load an extension",
+    "PRAGMA": "run a PRAGMA (some import databases or change settings)",
+    "CALL": "CALL a procedure (some checkpoint the file)",
+    "VACUUM": "vacuum or analyze the database",
+    "TRANSACTION": "control a transaction",
+    "PREPARE": "prepare a statement",
+    "EXECUTE": "execute a prepared statement",
+    "MULTI": "run a statement that expands to several (e.g. PIVOT without an IN list)",
+}
+
+
+@dataclass(frozen=True)
+class Voice:
+    """How refusals and failures read for one kind of caller."""
+
+    prefix: str  # "" or "[features.sql] ": the spec key, when a spec holds the SQL
+    rule: str  # why a refusal: "warehouse queries are read-only"
+    error: type[MallardError] = InputError
+
+
+ANALYST = Voice("", "warehouse queries are read-only", WarehouseError)
+FEATURES = Voice("[features.sql] ", "spec SQL may only read the table `source`")
+SOURCE = Voice("[source.sql] ", "spec SQL may only read the spec's folder and the warehouse")
+
+
+def lock_down(
+    con: duckdb.DuckDBPyConnection,
+    allowed_directories: Sequence[Path] = (),
+    allowed_paths: Sequence[Path] = (),
+) -> duckdb.DuckDBPyConnection:
+    """Make `con` unable to reach anything but its own databases and the allowed files/folders
+    (read there, never written: `read_only_sql` runs no writing statement). Register frames
+    before or after; both work. Irreversible for this connection."""
+    folders = [f"{Path(d).resolve()}/" for d in allowed_directories]  # "/" so no sibling prefix
+    files = [str(Path(p).resolve()) for p in allowed_paths]
+    if folders:
+        con.execute("SET allowed_directories = $v", {"v": folders})
+    if files:
+        con.execute("SET allowed_paths = $v", {"v": files})
+    for statement in _LOCKS:
+        con.execute(statement)
+    return con
+
+
+def refusal(con: duckdb.DuckDBPyConnection, sql: str) -> str | None:
+    """What the first statement of `sql` that is not a read would do ("delete rows"), or None.
+    Raises duckdb.ParserException for SQL that does not parse."""
+    try:
+        statements = con.extract_statements(sql)
+    except ValueError:  # a statement kind this duckdb's Python enum does not know
+        return "run a statement mallard does not know to be a read"
+    for statement in statements:
+        kind = statement.type.name
+        if kind == "EXPLAIN":
+            match = _EXPLAIN.match(statement.query)
+            inner = refusal(con, match["rest"]) if match else "explain a statement"
+            if inner is not None:
+                return inner
+        elif kind != "SELECT":
+            return _ACTIONS.get(kind, f"run a {kind} statement")
+    return None
+
+
+def read_only_sql(con: duckdb.DuckDBPyConnection, sql: str, voice: Voice) -> pl.DataFrame:
+    """The result of `sql` (its last statement) on a locked-down `con`, or one line naming what
+    the query tried to do."""
+    try:
+        action = refusal(con, sql)
+    except duckdb.Error as exc:
+        raise voice.error(f"{voice.prefix}query failed: {one_line(exc)}") from None
+    if action is not None:
+        raise voice.error(f"{voice.prefix}the query tried to {action}: {voice.rule}")
+    if not sql.strip() or not con.extract_statements(sql):
+        raise voice.error(f"{voice.prefix}the query is empty: give a SELECT statement")
+    try:
+        return con.sql(sql).pl()
+    except duckdb.Error as exc:
+        raise voice.error(_failure(exc, voice)) from None
 
 
 def sql_over_frame(frame: pl.DataFrame, sql: str, name: str = "source") -> pl.DataFrame:
-    """Run `sql` in an in-memory DuckDB where `frame` is the table `name` (features.sql)."""
+    """Run `sql` in an in-memory DuckDB where `frame` is the table `name` (features.sql); the
+    connection sees nothing else and writes nowhere."""
     con = duckdb.connect(":memory:")
     try:
         con.register(name, frame)
-        return con.sql(sql).pl()
-    except duckdb.Error as exc:
-        raise InputError(f"[features.sql] query failed: {exc}") from None
+        return read_only_sql(lock_down(con), sql, FEATURES)
     finally:
         con.close()
+
+
+def one_line(exc: BaseException) -> str:
+    """DuckDB's message without its `LINE n:` excerpt and caret, on one line."""
+    text = str(exc).split("\nLINE ", 1)[0]
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _failure(exc: duckdb.Error, voice: Voice) -> str:
+    message = str(exc)
+    if isinstance(exc, duckdb.PermissionException):
+        found = _FILE.search(message)
+        what = f'read "{found["path"]}"' if found else "reach outside the database"
+        return f"{voice.prefix}the query tried to {what}: {voice.rule}"
+    if found := _SETTING.search(message):
+        return f"{voice.prefix}the query tried to change setting {found['name']}: {voice.rule}"
+    if found := _WRITE.search(message):
+        action = _ACTIONS.get(found["kind"], f"run a {found['kind']} statement")
+        return f"{voice.prefix}the query tried to {action}: {voice.rule}"
+    return f"{voice.prefix}query failed: {one_line(exc)}"

@@ -1,25 +1,28 @@
-"""Reads for the CLI and for SQL sources; every read opens the file read-only and briefly."""
+"""Reads for the CLI and for SQL sources; every read opens the file read-only and briefly.
+
+SQL from outside mallard (`query`: `mallard sql`; `query_source`: a spec's source.sql) runs on a
+locked-down connection (warehouse.sandbox) that can only read; so does mallard's own parameterised
+SQL (`query_params`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 
-from mallard.core.errors import InputError, WarehouseError
+from mallard.spec_sql import ANALYST, SOURCE, read_only_sql
 from mallard.warehouse.connection import connect
+from mallard.warehouse.sandbox import untrusted_connection
 from mallard.warehouse.writes import RUN_TABLES
 
 
 def query(db: Path, sql: str) -> pl.DataFrame:
-    """Run an analyst's read-only SQL against the warehouse."""
-    with connect(db, read_only=True) as con:
-        try:
-            return con.sql(sql).pl()
-        except duckdb.Error as exc:
-            raise WarehouseError(f"query failed: {exc}") from None
+    """Run an analyst's SQL against the warehouse: reads only (one-line WarehouseError, exit 2,
+    for anything else: writes, ATTACH, COPY/EXPORT, host files, extensions, settings)."""
+    with untrusted_connection(db) as con:
+        return read_only_sql(con, sql, ANALYST)
 
 
 def runs(db: Path, limit: int = 20) -> pl.DataFrame:
@@ -71,27 +74,26 @@ def table_counts(db: Path, run_id: str) -> dict[str, int]:
 
 
 def query_params(db: Path, sql: str, params: list[object] | dict[str, object]) -> pl.DataFrame:
-    with connect(db, read_only=True) as con:
+    """mallard's own parameterised reads, on the same locked-down connection as analysts'."""
+    with untrusted_connection(db) as con:
         return con.sql(sql, params=params).pl()
 
 
-def query_source(db: Path, sql: str) -> pl.DataFrame:
-    """A pipeline's `source.sql`: run against the warehouse when it exists, else in memory."""
-    if db.exists():
-        with connect(db, read_only=True) as con:
-            return _source_frame(con, sql)
-    con = duckdb.connect(":memory:")
-    try:
-        return _source_frame(con, sql)
-    finally:
-        con.close()
-
-
-def _source_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
-    try:
-        return con.sql(sql).pl()
-    except duckdb.Error as exc:
-        raise InputError(f"[source.sql] query failed: {exc}") from None
+def query_source(
+    db: Path,
+    sql: str,
+    allowed_directories: Sequence[Path] = (),
+    allowed_paths: Sequence[Path] = (),
+) -> pl.DataFrame:
+    """A pipeline's `source.sql`: run against the warehouse (read-only) when it exists, else in
+    memory. It may read files only under `allowed_directories` (pass the spec's folder) or in
+    `allowed_paths`; the default is no file at all. Anything but a read is one-line InputError."""
+    with untrusted_connection(
+        db if db.exists() else None,
+        allowed_directories=allowed_directories,
+        allowed_paths=allowed_paths,
+    ) as con:
+        return read_only_sql(con, sql, SOURCE)
 
 
 def champion(db: Path, pipeline: str, ignore_run_id: str | None = None) -> dict[str, Any] | None:

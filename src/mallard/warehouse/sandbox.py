@@ -1,0 +1,48 @@
+"""Connections for SQL mallard did not write: analysts' `mallard sql` and a spec's `source.sql`.
+
+The warehouse file is opened read-only (waiting on its lock like every reader), then locked down
+(`mallard.spec_sql.lock_down`): no file, extension or setting beyond it is reachable, and only
+reading statements run. A read-only open alone is not enough: such a connection could still
+ATTACH the same file read-write, COPY or EXPORT anywhere, read any host file and INSTALL
+extensions (measured on duckdb 2.0.1; tests/hostile/test_readonly_sql.py tries each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from mallard.core.errors import WarehouseError
+from mallard.spec_sql import lock_down
+from mallard.warehouse.connection import retry_on_lock
+
+
+@contextmanager
+def untrusted_connection(
+    db: Path | None,
+    *,
+    allowed_directories: Sequence[Path] = (),
+    allowed_paths: Sequence[Path] = (),
+    timeout_s: float | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A locked-down connection: to the warehouse `db` read-only, or to an empty in-memory
+    database when `db` is None. Files under `allowed_directories` / in `allowed_paths` can be
+    read, nothing can be written."""
+    if db is None:
+        con = duckdb.connect(":memory:")
+    else:
+        if not db.exists():
+            raise WarehouseError(
+                f"no warehouse at {db}: run a pipeline first (`mallard demo` or `mallard run SPEC`)"
+            )
+        con = retry_on_lock(
+            db, lambda: duckdb.connect(str(db), read_only=True), timeout_s=timeout_s
+        )
+    try:
+        lock_down(con, allowed_directories, allowed_paths)
+        yield con
+    finally:
+        con.close()
