@@ -1,0 +1,298 @@
+"""How sure a number is, and choosing and refitting the champion on stable evidence.
+
+- `bootstrap_interval` / `holdout_intervals`: a seeded percentile-bootstrap 95 % interval of a
+  metric on a holdout. The model predicts each holdout row once; the resamples reuse those
+  outputs, so 1,000 resamples cost metric arithmetic only, not predictions.
+- `cv_summary`: mean ± std over folds from a `Tuned.cv_results` long frame.
+- `select_champion`: the champion is the best mean over CV folds on train + validation rows,
+  repeated K-fold on small data. A 70-row validation split is noisier than the differences
+  between candidates (issue 12: boosting was promoted over ridge while ridge was better in CV);
+  the validation split stays a reported check and the place thresholds are tuned.
+- `finalize`: the chosen configuration refitted on every labelled row (what gets deployed).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.base import BaseEstimator, clone
+from sklearn.model_selection import cross_validate
+from sklearn.utils.metaestimators import available_if
+from threadpoolctl import threadpool_limits
+
+from mallard.core.catalogue import BASELINE, greater_is_better
+from mallard.tasks.features import Features
+from mallard.tasks.metrics import Scorer, from_score
+from mallard.tasks.tune import CORES, SearchPlan, Tuned, cv_splitter, train_view
+
+N_BOOT = 1_000
+LEVEL = 0.95
+SMALL_SELECTION_ROWS = 2_000  # fewer train + validation rows: repeated K-fold for selection
+SMALL_SELECTION_REPEATS = 3
+REUSE_TUNING_CV_ROWS = 50_000  # more rows: the tuning CV (train rows) is already stable
+
+MetricFn = Callable[[np.ndarray, np.ndarray], float]
+_RESPONSES = ("predict", "predict_proba", "decision_function")
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float  # the metric on the holdout as it is
+    low: float
+    high: float
+    n_boot: int  # resamples the interval rests on (undefined ones, e.g. one class, left out)
+    level: float = LEVEL
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+def bootstrap_interval(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    metric: MetricFn,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> Interval:
+    """Percentile bootstrap of `metric(y_true, y_pred)` over rows resampled with replacement.
+    `y_pred` may be labels, numbers or a score matrix (rows first). Deterministic per seed."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    n = len(y_true)
+    if n == 0:
+        raise ValueError("bootstrap_interval needs at least one row")
+    estimate = float(metric(y_true, y_pred))
+    draws = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    values = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined resamples are counted out below
+        for rows in draws:
+            try:
+                value = float(metric(y_true[rows], y_pred[rows]))
+            except ValueError:  # e.g. ROC AUC of a resample holding one class only
+                continue
+            if np.isfinite(value):
+                values.append(value)
+    if not values:
+        return Interval(estimate, float("nan"), float("nan"), 0, level)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return Interval(estimate, float(low), float(high), len(values), level)
+
+
+def holdout_intervals(
+    scoring: dict[str, Scorer],
+    model: Any,
+    X: Any,
+    y: np.ndarray,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> dict[str, Interval]:
+    """A bootstrap interval for every metric in `scoring` (mallard's scorers from
+    tasks/metrics.py), in each metric's own sign (RMSE positive), from one prediction pass."""
+    replay = _Replay(model, X)
+    index = np.arange(len(y)).reshape(-1, 1)
+    out = {}
+    for name, scorer in scoring.items():
+
+        def metric(
+            y_rows: np.ndarray, rows: np.ndarray, scorer: Scorer = scorer, name: str = name
+        ) -> float:
+            return from_score(name, float(scorer(replay, rows, y_rows)))
+
+        out[name] = bootstrap_interval(y, index, metric, n_boot=n_boot, seed=seed, level=level)
+    return out
+
+
+class _Replay(BaseEstimator):
+    """Answers predict / predict_proba / decision_function for row numbers of one holdout from
+    outputs computed once, so a scorer can be applied to bootstrap resamples cheaply."""
+
+    def __init__(self, model: Any = None, X: Any = None) -> None:
+        self.model = model
+        self.X = X
+        self.outputs_ = {
+            method: np.asarray(getattr(model, method)(X))
+            for method in _RESPONSES
+            if model is not None and hasattr(model, method)
+        }
+        if hasattr(model, "classes_"):
+            self.classes_ = model.classes_
+
+    def __sklearn_tags__(self) -> Any:
+        return self.model.__sklearn_tags__()
+
+    def _rows(self, method: str, rows: Any) -> np.ndarray:
+        return self.outputs_[method][np.asarray(rows).ravel()]
+
+    @available_if(lambda self: "predict" in self.outputs_)
+    def predict(self, rows: Any) -> np.ndarray:
+        return self._rows("predict", rows)
+
+    @available_if(lambda self: "predict_proba" in self.outputs_)
+    def predict_proba(self, rows: Any) -> np.ndarray:
+        return self._rows("predict_proba", rows)
+
+    @available_if(lambda self: "decision_function" in self.outputs_)
+    def decision_function(self, rows: Any) -> np.ndarray:
+        return self._rows("decision_function", rows)
+
+
+def cv_summary(cv_results: pl.DataFrame) -> pl.DataFrame:
+    """Mean ± std over folds per candidate, params and metric, from `Tuned.cv_results`.
+    Successive halving: only the last round a configuration reached (its most rows) counts."""
+    last = cv_results.with_columns(
+        pl.col("iteration").fill_null(-1).max().over("candidate", "params").alias("_last"),
+    ).filter(pl.col("iteration").fill_null(-1) == pl.col("_last"))
+    return (
+        last.group_by("candidate", "family", "params", "metric", maintain_order=True)
+        .agg(
+            pl.col("value").mean().alias("mean"),
+            pl.col("value").std(ddof=1).alias("std"),
+            pl.len().cast(pl.Int32).alias("n_folds"),
+        )
+        .sort("candidate", "params", "metric")
+    )
+
+
+def best_cv(tuned: Tuned) -> dict[str, tuple[float, float]]:
+    """metric -> (mean, std over folds) of the tuned candidate's best parameters."""
+    shown = json.dumps(tuned.best_params, sort_keys=True)
+    rows = cv_summary(tuned.cv_results).filter(pl.col("params") == shown)
+    return {r["metric"]: (r["mean"], r["std"]) for r in rows.iter_rows(named=True)}
+
+
+# --- choosing and refitting -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    champion: str  # the Tuned.name chosen
+    rule: str  # how, in words, for the run record
+    metric: str
+    summary: pl.DataFrame  # candidate, family, mean, std, n_folds, rank (1 = champion)
+    folds: pl.DataFrame  # candidate, family, fold, value: the paired per-fold scores
+
+
+def selection_plan(plan: SearchPlan, n_rows: int) -> SearchPlan:
+    """The CV used to choose: the run's folds, repeated on small data (random and stratified
+    splits only: time and group folds have their own structure)."""
+    if n_rows < SMALL_SELECTION_ROWS and plan.strategy not in ("time", "group"):
+        return replace(plan, repeats=max(plan.repeats, SMALL_SELECTION_REPEATS))
+    return plan
+
+
+def select_champion(
+    tuned: Sequence[Tuned],
+    features: Features,
+    rows: np.ndarray,
+    plan: SearchPlan,
+    scorer: Scorer,
+    *,
+    metric: str | None = None,
+    exclude_families: tuple[str, ...] = (BASELINE,),
+    reuse_above: int = REUSE_TUNING_CV_ROWS,
+) -> Selection:
+    """Choose among `tuned` on CV over `rows` (train + validation positions), each candidate's
+    best configuration refitted per fold, every candidate on the same folds. `scorer` is the
+    primary metric's scorer (tasks/metrics.scorers(...)[metric]). Above `reuse_above` rows the
+    tuning CV means (over the train rows) are used as they are: stable, and refits cost minutes.
+    `exclude_families` are scored and shown but never chosen (the dummy baseline)."""
+    metric = metric or plan.primary
+    eligible = [t for t in tuned if t.family not in exclude_families] or list(tuned)
+    if not eligible:
+        raise ValueError("select_champion needs at least one tuned candidate")
+    if len(rows) > reuse_above:
+        folds = pl.concat(
+            [
+                t.cv_results.filter(
+                    (pl.col("metric") == metric)
+                    & (pl.col("params") == json.dumps(t.best_params, sort_keys=True))
+                )
+                .filter(
+                    pl.col("iteration").fill_null(-1) == pl.col("iteration").fill_null(-1).max()
+                )
+                .select("candidate", "family", "fold", "value")
+                for t in tuned
+            ]
+        )
+        how = f"tuning CV on the {len(rows):,} train rows (over {reuse_above:,}: stable enough)"
+    else:
+        chosen_plan = selection_plan(plan, len(rows))
+        folds = pl.concat(
+            [_fold_scores(t, features, rows, chosen_plan, scorer, metric) for t in tuned]
+        )
+        repeats = f" x {chosen_plan.repeats} repeats" if chosen_plan.repeats > 1 else ""
+        how = (
+            f"{chosen_plan.folds}-fold{repeats} CV on {len(rows):,} train + validation rows, "
+            "each candidate's best parameters, the same folds for every candidate"
+        )
+    best_first = not greater_is_better(metric)
+    summary = (
+        folds.group_by("candidate", "family", maintain_order=True)
+        .agg(
+            pl.col("value").mean().alias("mean"),
+            pl.col("value").std(ddof=1).alias("std"),
+            pl.len().cast(pl.Int32).alias("n_folds"),
+        )
+        .sort("mean", descending=not best_first, nulls_last=True)
+    )
+    names = {t.name for t in eligible}
+    champion = next(c for c in summary["candidate"] if c in names)
+    summary = summary.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).alias("rank"))
+    direction = "lowest" if best_first else "highest"
+    excluded = f"; never chosen: {', '.join(exclude_families)}" if exclude_families else ""
+    rule = f"{direction} mean {metric} over {how}{excluded}"
+    return Selection(champion=champion, rule=rule, metric=metric, summary=summary, folds=folds)
+
+
+def finalize(tuned: Tuned, features: Features, rows: np.ndarray, plan: SearchPlan) -> Any:
+    """The tuned candidate's fitted configuration (same parameters, and threshold tuning if it
+    had it), cloned and fitted on `rows`: every labelled row (train + validation + test)."""
+    if features.y is None:
+        raise ValueError("finalize needs a target: clustering models are fitted on all rows")
+    X, y, _ = train_view(features, np.sort(rows), plan)
+    model = clone(tuned.model)
+    with threadpool_limits(limits=1):
+        return model.fit(X, y)
+
+
+def _fold_scores(
+    tuned: Tuned,
+    features: Features,
+    rows: np.ndarray,
+    plan: SearchPlan,
+    scorer: Scorer,
+    metric: str,
+) -> pl.DataFrame:
+    X, y, groups = train_view(features, np.sort(rows), plan)
+    with threadpool_limits(limits=1):
+        result = cross_validate(
+            clone(tuned.model),
+            X,
+            y,
+            groups=groups,
+            cv=cv_splitter(plan),
+            scoring=scorer,
+            n_jobs=CORES if len(rows) > 2_000 else None,  # small fits: workers cost more
+            error_score="raise",
+        )
+    values = [from_score(metric, float(v)) for v in result["test_score"]]
+    return pl.DataFrame(
+        {
+            "candidate": [tuned.name] * len(values),
+            "family": [tuned.family] * len(values),
+            "fold": list(range(len(values))),
+            "value": values,
+        },
+        schema={"candidate": pl.String, "family": pl.String, "fold": pl.Int32, "value": pl.Float64},
+    )
