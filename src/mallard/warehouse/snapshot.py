@@ -10,6 +10,7 @@ read Parquet and not DuckDB. The live file is locked only while it is being copi
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -40,32 +41,32 @@ def snapshot(db: Path, target: Path, *, overwrite: bool = False) -> int:
 def export_parquet(db: Path, directory: Path, *, overwrite: bool = False) -> int:
     """Export every table of `db` as Parquet into `directory`; returns the table count.
 
-    The folder is written in place (load.sql names its files by path), so on failure it is
-    removed rather than left half-written."""
+    Written into a temporary sibling folder, then renamed: a failed export leaves nothing
+    behind. (IMPORT DATABASE finds the files relative to the folder it is given.)"""
     _check_source(db, directory)
-    if directory.exists():
-        if not overwrite and (directory.is_file() or any(directory.iterdir())):
-            raise InputError(f"{directory} exists and is not empty; pass --force to replace it")
-        if directory.is_file():
-            directory.unlink()
-        else:
-            shutil.rmtree(directory)
+    occupied = directory.exists() and (directory.is_file() or any(directory.iterdir()))
+    if occupied and not overwrite:
+        raise InputError(f"{directory} exists and is not empty; pass --force to replace it")
     directory.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     con = duckdb.connect(":memory:")
     try:
         retry_on_lock(db, lambda: con.execute(f"ATTACH {path_literal(db)} AS live (READ_ONLY)"))
-        con.execute(f"EXPORT DATABASE live TO {path_literal(directory)} (FORMAT parquet)")
+        con.execute(f"EXPORT DATABASE live TO {path_literal(partial)} (FORMAT parquet)")
         tables = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'live'"
         ).fetchall()[0][0]
+        con.close()  # the live file's lock goes before the folder is moved into place
+        if directory.is_dir():
+            shutil.rmtree(directory)
+        else:
+            directory.unlink(missing_ok=True)
+        partial.rename(directory)
     except duckdb.Error as exc:
-        shutil.rmtree(directory, ignore_errors=True)
         raise WarehouseError(f"parquet export failed: {exc}") from None
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
     finally:
         con.close()
+        shutil.rmtree(partial, ignore_errors=True)
     return int(tables)
 
 
