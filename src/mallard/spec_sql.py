@@ -106,13 +106,12 @@ def refusal(con: duckdb.DuckDBPyConnection, sql: str) -> str | None:
     """What the first statement of `sql` that is not a read would do ("delete rows"), or None.
     Raises duckdb.ParserException for SQL that does not parse."""
     try:
-        statements = con.extract_statements(sql)
+        kinds = [(s.type.name, s.query) for s in con.extract_statements(sql)]
     except ValueError:  # a statement kind this duckdb's Python enum does not know
         return "run a statement mallard does not know to be a read"
-    for statement in statements:
-        kind = statement.type.name
+    for kind, text in kinds:
         if kind == "EXPLAIN":
-            match = _EXPLAIN.match(statement.query)
+            match = _EXPLAIN.match(text)
             inner = refusal(con, match["rest"]) if match else "explain a statement"
             if inner is not None:
                 return inner
@@ -121,21 +120,38 @@ def refusal(con: duckdb.DuckDBPyConnection, sql: str) -> str | None:
     return None
 
 
-def read_only_sql(con: duckdb.DuckDBPyConnection, sql: str, voice: Voice) -> pl.DataFrame:
-    """The result of `sql` (its last statement) on a locked-down `con`, or one line naming what
-    the query tried to do."""
+def read_only_relation(
+    con: duckdb.DuckDBPyConnection, sql: str, voice: Voice
+) -> duckdb.DuckDBPyRelation:
+    """`sql` as a relation on a locked-down `con`, after refusing, in one line naming what it
+    tried, any statement that is not a read. Fetching it may still raise duckdb.Error (e.g. a
+    file outside the allowed folders): translate that with `failure_message`."""
     try:
         action = refusal(con, sql)
+        empty = not sql.strip() or not con.extract_statements(sql)
     except duckdb.Error as exc:
         raise voice.error(f"{voice.prefix}query failed: {one_line(exc)}") from None
     if action is not None:
         raise voice.error(f"{voice.prefix}the query tried to {action}: {voice.rule}")
-    if not sql.strip() or not con.extract_statements(sql):
+    if empty:
         raise voice.error(f"{voice.prefix}the query is empty: give a SELECT statement")
     try:
-        return con.sql(sql).pl()
+        relation = con.sql(sql)
     except duckdb.Error as exc:
-        raise voice.error(_failure(exc, voice)) from None
+        raise voice.error(failure_message(exc, voice)) from None
+    if relation is None:  # not reached for SELECTs; kept so no statement slips through quietly
+        raise voice.error(f"{voice.prefix}the query returns no rows: give a SELECT statement")
+    return relation
+
+
+def read_only_sql(con: duckdb.DuckDBPyConnection, sql: str, voice: Voice) -> pl.DataFrame:
+    """The result of `sql` (its last statement) on a locked-down `con`, or one line naming what
+    the query tried to do."""
+    relation = read_only_relation(con, sql, voice)
+    try:
+        return relation.pl()
+    except duckdb.Error as exc:
+        raise voice.error(failure_message(exc, voice)) from None
 
 
 def sql_over_frame(frame: pl.DataFrame, sql: str, name: str = "source") -> pl.DataFrame:
@@ -155,7 +171,9 @@ def one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
-def _failure(exc: duckdb.Error, voice: Voice) -> str:
+def failure_message(exc: duckdb.Error, voice: Voice) -> str:
+    """One line for a DuckDB error of untrusted SQL: what it tried (and the rule), else why it
+    failed."""
     message = str(exc)
     if isinstance(exc, duckdb.PermissionException):
         found = _FILE.search(message)
