@@ -227,7 +227,7 @@ def test_task_is_guessed_from_the_target(
     else:
         strategy = "stratified" if task == "classification" else "random"
         assert raw["split"]["strategy"] == strategy
-        assert raw["cv"]["folds"] == 3  # fewer than 1,000 rows
+        assert raw["cv"]["folds"] == 5  # fewer than 20,000 rows: 5 folds (cheap fits)
     if task == "classification" and families is None:
         assert spec.schema_.columns["y"].isin == [1, 2, 3, 4]
 
@@ -255,6 +255,75 @@ def test_balanced_binary_target_keeps_f1_macro(tmp_path: Path) -> None:
 def test_cv_folds_scale_with_the_rows(tmp_path: Path) -> None:
     data = write(houses(rows=1200), tmp_path / "big.csv")
     assert init(data, tmp_path / "big.toml", "--target", "price").cv.folds == 5
+
+
+def _plan(tmp_path: Path, rows: int, target: str = "price") -> Spec:
+    """The spec init drafts for a table of `rows` rows (its first 300 sampled)."""
+    data = write(houses(rows=300, target=target), tmp_path / f"{target}.csv")
+    draft = init_spec.infer(pl.read_csv(data), data, target, total_rows=rows)
+    spec_file = tmp_path / "h.toml"
+    return init_spec.check(init_spec.render(draft, spec_file), spec_file)
+
+
+def test_search_plans_scale_with_the_rows(tmp_path: Path) -> None:
+    small, medium, huge = (_plan(tmp_path, rows) for rows in (500, 5_000, 200_000))
+
+    searches = [{c.family: (c.search, c.n_iter) for c in s.candidates} for s in (small, huge)]
+    assert searches[0] != searches[1]
+    assert (small.cv.folds, medium.cv.folds, huge.cv.folds) == (5, 5, 3)
+    # small: grids and a small random search; no MLP (commented out); a small forest
+    assert [c.family for c in small.candidates] == [
+        "ridge",
+        "hist_gradient_boosting",
+        "random_forest",
+    ]
+    assert searches[0]["hist_gradient_boosting"] == ("random", 6)
+    # medium: the MLP is offered
+    assert "mlp" in [c.family for c in medium.candidates]
+    # huge: successive halving for boosting, no forest and no MLP
+    assert [c.family for c in huge.candidates] == ["ridge", "hist_gradient_boosting"]
+    assert searches[1]["hist_gradient_boosting"] == ("halving_random", 9)
+    # linear regularisation on a log scale; boosting searches rate, leaves and l2
+    assert small.candidates[0].params["alpha"] == [0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]
+    boosting = small.candidates[1].params
+    assert {"learning_rate", "max_leaf_nodes", "l2_regularization"} <= set(boosting)
+    assert "max_iter" not in boosting  # early stopping decides
+
+
+def test_every_drafted_space_is_accepted_by_its_family(tmp_path: Path) -> None:
+    from mallard.tasks.families import check_candidates
+
+    for rows in (500, 5_000, 50_000, 200_000):
+        for target in ("price", "band"):
+            check_candidates(_plan(tmp_path, rows, target))
+
+
+def test_a_rare_text_value_is_not_made_allowed() -> None:
+    rows = 600
+    answers = np.where(np.arange(rows) % 3 == 0, "no", "yes").astype(object)
+    answers[[17, 401]] = "maybe"  # a planted bad value: 2 of 600 rows
+    frame = houses(rows=rows).with_columns(driveway=pl.Series(answers.tolist()))
+
+    draft = init_spec.infer(frame, Path("h.csv"), "price")
+
+    driveway = next(c for c in draft.columns if c.name == "driveway")
+    assert driveway.isin == ("no", "yes")
+    assert "'maybe'" in driveway.note and "quarantined" in driveway.note
+    city = next(c for c in draft.columns if c.name == "city")
+    assert city.isin == ("east", "north", "south")  # common values all stay allowed
+
+
+def test_a_long_tail_of_text_values_is_kept_whole() -> None:
+    rows = 300
+    # 15 values seen once each (5% of the rows) beside two common ones: a tail, not errors
+    values = [f"v{i}" for i in range(15)] + ["a"] * 143 + ["b"] * 142
+    frame = houses(rows=rows).with_columns(kind=pl.Series(values))
+
+    kind = next(
+        c for c in init_spec.infer(frame, Path("h.csv"), "price").columns if c.name == "kind"
+    )
+
+    assert kind.isin is not None and len(kind.isin) == 17 and kind.rare == ()
 
 
 # --- refusals -------------------------------------------------------------------------------

@@ -12,7 +12,10 @@ Inference rules, per column of the sample (the first `SAMPLE_ROWS` rows):
 - ge = 0 for int/float columns whose sample minimum is >= 0: zero, not the observed minimum, so new
   data a little outside the sample's range is not quarantined. No other bounds are set.
 - isin: text columns with at most `MAX_CATEGORIES` distinct values, and a classification target's
-  classes.
+  classes. A value seen in fewer than `ISIN_MIN_SHARE` of the sample's rows (and at least
+  `ISIN_MIN_ROWS`) is left out, so a typo or a deliberately bad value ("maybe" among yes/no) is
+  quarantined rather than made allowed; unless such rare values together hold more than
+  `ISIN_MAX_RARE_SHARE` of the rows (a long tail, not errors), then every value is allowed.
 - role: the target; else dropped (listed in [features] drop, with the reason in a comment) when
   ID-like (int/text named like an ID with more than `MAX_CATEGORIES` distinct values, text that is
   different in every row, or consecutive unique integers: a row number), empty, a single value,
@@ -23,7 +26,8 @@ Inference rules, per column of the sample (the first `SAMPLE_ROWS` rows):
 - classification: stratified split; binary with a minority class under `IMBALANCED_SHARE` ->
   primary metric pr_auc, decision threshold tuned for F1, that class as positive_class; else
   f1_macro. Regression: random split, rmse. Clustering: no split or CV, silhouette.
-- cv.folds: 3 below `SMALL_DATA_ROWS` rows, else 5.
+- cv.folds and the candidates' spaces and search strategies: sized to the row count
+  (plan.py: 5 folds below 20,000 rows, 3 above; successive halving from 20,000).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import polars as pl
 
 from mallard.core.errors import InputError
 from mallard.core.spec import ColumnDtype, Task
+from mallard.init_spec.plan import search_draft
 
 SAMPLE_ROWS = 50_000
 SCHEMA_INFER_ROWS = 10_000
@@ -45,7 +50,9 @@ MAX_CATEGORIES = 20  # text columns with at most this many distinct values get a
 MAX_CLASS_INTEGERS = 10  # a whole-number target with at most this many values is a class label
 MIN_PARSED_SHARE = 0.95  # share of a text column's values that must parse as a number / date
 IMBALANCED_SHARE = 0.2  # binary target whose rarer class is below this share: imbalanced
-SMALL_DATA_ROWS = 1_000  # fewer rows: 3 CV folds instead of 5
+ISIN_MIN_SHARE = 0.005  # a text value in fewer rows than this share is not made allowed
+ISIN_MIN_ROWS = 2  # ... nor one seen fewer times than this
+ISIN_MAX_RARE_SHARE = 0.02  # rare values holding more of the rows than this: a long tail, kept
 AGGLOMERATIVE_MAX_ROWS = 10_000  # agglomerative clustering needs memory quadratic in the rows
 DEFAULT_MAX_INVALID = 0.05
 RARE_CLASS_ROWS = 10
@@ -74,6 +81,7 @@ class Column:
     isin: tuple[str | int | float | bool, ...] | None = None
     role: Role = "feature"
     note: str = ""  # why it is dropped, how it is used, what will be quarantined
+    rare: tuple[str, ...] = ()  # text values seen too rarely to be allowed: quarantined
 
     def checks(self) -> str:
         parts = []
@@ -210,7 +218,7 @@ def infer(
         )
     else:
         resolved = "clustering"
-    folds = 3 if rows < SMALL_DATA_ROWS else 5
+    folds = search_draft(task or "regression", rows).folds
     if target is not None:
         columns[target] = target_column
         if resolved == "classification":
@@ -222,7 +230,8 @@ def infer(
             f"({'; '.join(f'{c.name}: {c.note}' for c in ordered if c.role == 'drop')})"
         )
 
-    max_invalid = _invalid_budget(frame, typed, target, notes)
+    rare = tuple(frame[c.name].is_in(list(c.rare)).fill_null(False) for c in ordered if c.rare)
+    max_invalid = _invalid_budget(frame, typed, target, notes, rare)
     if rows > frame.height:
         notes.append(
             f"checks inferred from the first {frame.height:,} of {rows:,} rows; "
@@ -345,17 +354,35 @@ def _column(name: str, typed: _Typed, nulls: int, height: int) -> Column:
             name, typed.dtype, role="drop", note=f"a single value ({value}) in the sample"
         )
     ge, isin, note = None, None, ""
+    rare: tuple[str, ...] = ()
     if typed.dtype in ("int", "float") and _non_negative(typed.values):
         ge = 0.0
     elif typed.dtype == "str":
         distinct = typed.values.n_unique()
         if distinct <= MAX_CATEGORIES:
-            isin = tuple(sorted(typed.values.unique().to_list()))
+            isin, rare = _frequent_values(typed.values)
+            if rare:
+                shown = ", ".join(_shown(v) for v in rare)
+                note = f"rare value(s) {shown} left out of isin: those rows are quarantined"
         else:
             note = f"text, {distinct} distinct values (one-hot; values in < 5 rows grouped)"
     elif typed.dtype in ("date", "datetime"):
         note = f"{typed.dtype}: a feature as days since 1970-01-01"
-    return Column(name, typed.dtype, nullable, ge, isin, "feature", _joined(note, quarantined))
+    return Column(
+        name, typed.dtype, nullable, ge, isin, "feature", _joined(note, quarantined), rare
+    )
+
+
+def _frequent_values(values: pl.Series) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The values an isin check allows, and the rare ones it leaves out (see the module doc)."""
+    counts = values.value_counts()
+    floor = max(ISIN_MIN_ROWS, math.ceil(ISIN_MIN_SHARE * values.len()))
+    is_rare = counts["count"] < floor
+    rare_rows = int(counts.filter(is_rare)["count"].sum())
+    frequent = counts.filter(~is_rare)[values.name]
+    if rare_rows > ISIN_MAX_RARE_SHARE * values.len() or frequent.len() < 2:
+        return tuple(sorted(values.unique().to_list())), ()
+    return tuple(sorted(frequent.to_list())), tuple(sorted(counts.filter(is_rare)[values.name]))
 
 
 def _id_like(name: str, typed: _Typed, nulls: int, height: int) -> str:
@@ -467,11 +494,18 @@ def _check_classes(values: pl.Series, folds: int, notes: list[str]) -> None:
 
 
 def _invalid_budget(
-    frame: pl.DataFrame, typed: dict[str, _Typed], target: str | None, notes: list[str]
+    frame: pl.DataFrame,
+    typed: dict[str, _Typed],
+    target: str | None,
+    notes: list[str],
+    rare: tuple[pl.Series, ...] = (),
 ) -> float:
     """max_invalid_fraction: the default, unless the sample already has more rows that will be
-    quarantined (no target, values that do not cast), plus a margin."""
+    quarantined (no target, values that do not cast, rare values left out of isin), plus a
+    margin."""
     failing = pl.Series([False] * frame.height)
+    for mask in rare:
+        failing = failing | mask
     if target is not None:
         failing = failing | frame[target].is_null()
     for column in typed.values():

@@ -12,11 +12,12 @@ from pathlib import Path
 from mallard.core.spec import Spec, parse_spec
 from mallard.init_spec.infer import (
     AGGLOMERATIVE_MAX_ROWS,
+    ISIN_MIN_SHARE,
     MAX_CATEGORIES,
-    SMALL_DATA_ROWS,
     Column,
     Draft,
 )
+from mallard.init_spec.plan import search_draft
 
 
 def render(draft: Draft, spec_path: Path) -> str:
@@ -64,9 +65,7 @@ def render(draft: Draft, spec_path: Path) -> str:
             "validation = 0.15",
             "",
             "[cv]",
-            _aligned(
-                f"folds = {draft.folds}", f"3 below {SMALL_DATA_ROWS:,} rows, else 5 (K-fold CV)"
-            ),
+            _aligned(f"folds = {draft.folds}", search_draft(draft.task, draft.rows).why),
             "",
         ]
     lines += _candidate_lines(draft)
@@ -96,7 +95,9 @@ def _header(draft: Draft, spec_path: Path) -> list[str]:
         "#             new data a little outside the sample's range is not quarantined; no upper",
         "#             bounds are set",
         f"#   isin      text columns with at most {MAX_CATEGORIES} distinct values, and the",
-        "#             target's classes: a new value is quarantined (extend the list to accept it)",
+        "#             target's classes: a new value is quarantined (extend the list to",
+        f"#             accept it); values in under {ISIN_MIN_SHARE:.1%} of the rows are left out,",
+        "#             so a typo or a planted bad value is quarantined, not made allowed",
         "#   dropped   ID-like columns (named like an ID, different in every row, or a row number)",
         "#             and unusable ones are declared but listed in [features] drop",
         "",
@@ -124,42 +125,29 @@ def _schema_lines(columns: tuple[Column, ...]) -> list[str]:
 
 
 def _candidate_lines(draft: Draft) -> list[str]:
-    imbalanced = draft.positive_class is not None
-    balance = ', class_weight = ["none", "balanced"]' if imbalanced else ""
-    candidates: list[tuple[str, str, str]] = {
-        "regression": [
-            ("ridge", "{ alpha = [0.1, 1.0, 10.0] }", "linear, regularised"),
-            ("hist_gradient_boosting", "{ learning_rate = [0.1], max_iter = [100] }", ""),
-            ("random_forest", "{ n_estimators = [100], max_depth = [8] }", "kept small: fast"),
-        ],
-        "classification": [
-            (
-                "logistic_regression",
-                '{ C = [1.0], class_weight = ["none", "balanced"] }',
-                "balanced: classes weighted by their rarity",
-            ),
-            (
-                "hist_gradient_boosting",
-                f"{{ learning_rate = [0.1], max_iter = [100]{balance} }}",
-                "",
-            ),
-            ("random_forest", "{ n_estimators = [100], max_depth = [8] }", "kept small: fast"),
-        ],
-        "clustering": [
-            ("kmeans", "{ n_clusters = [2, 3, 4, 5, 6] }", "the best k by silhouette"),
-            ("agglomerative", '{ n_clusters = [2, 3, 4, 5, 6], linkage = ["ward"] }', ""),
-        ],
-    }[draft.task]
-    lines = ["# A small, fast default search; widen `params` (or add families) once it runs."]
+    plan = search_draft(draft.task, draft.rows, draft.positive_class is not None)
+    lines = [
+        f"# The search is sized to the data ({plan.why}).",
+        "# Lists are tried as a grid, or sampled `n_iter` times (random search, successive",
+        "# halving); widen `params` (or add families) once it runs.",
+    ]
     if draft.task != "clustering":
         lines.append("# A dummy baseline is always trained too, so a useless model is visible.")
-    for family, params, note in candidates:
+    for candidate in plan.candidates:
+        params = ", ".join(f"{_key(k)} = {_value(v)}" for k, v in candidate.params.items())
         block = [
             "[[candidates]]",
-            _aligned(f"family = {_value(family)}", note),
-            f"params = {params}",
+            _aligned(f"family = {_value(candidate.family)}", candidate.note),
         ]
-        if family == "agglomerative" and draft.rows > AGGLOMERATIVE_MAX_ROWS:
+        if candidate.search != "grid":
+            block.append(f"search = {_value(candidate.search)}")
+        if candidate.n_iter is not None and candidate.search != "grid":
+            block.append(f"n_iter = {candidate.n_iter}")
+        block.append(f"params = {{ {params} }}")
+        if not candidate.active:
+            lines.append(f"# {candidate.family} left out: {candidate.why_not}")
+            block = ["# " + line for line in block]
+        elif candidate.family == "agglomerative" and draft.rows > AGGLOMERATIVE_MAX_ROWS:
             lines.append(
                 f"# agglomerative clustering needs memory quadratic in the rows; left out above "
                 f"{AGGLOMERATIVE_MAX_ROWS:,} rows:"
