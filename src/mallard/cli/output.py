@@ -66,7 +66,15 @@ def print_frame(
     whole: tuple[str, ...] = (),
 ) -> None:
     """A frame as a rich table; cells are escaped unless `markup` says they carry styling;
-    `whole` columns never wrap (ids a user copies)."""
+    `whole` columns never wrap (ids a user copies); binary cells show their size, not bytes
+    (mallard sql draws query results with DuckDB's renderer instead, see cli/sql_output.py)."""
+    import polars as pl
+
+    binary = [name for name, kind in frame.schema.items() if kind == pl.Binary]
+    if binary:
+        frame = frame.with_columns(
+            pl.format("<blob {} bytes>", pl.col(name).bin.size()).alias(name) for name in binary
+        )
     table = Table(title=title, title_justify="left")
     for name in frame.columns:
         table.add_column(name, overflow="fold", no_wrap=name in whole)

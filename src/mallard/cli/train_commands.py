@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -126,36 +125,62 @@ def leaderboard(
 @app.command()
 @user_errors
 def sql(
-    query: Annotated[str, typer.Argument(help='SQL, e.g. "SELECT * FROM ml.leaderboard"')],
+    query: Annotated[str, typer.Argument(help='SQL, e.g. "SELECT * FROM leaderboard"')],
     warehouse: WarehouseOption = None,
-    output: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    output: Annotated[str, typer.Option("--format", help="table | csv | json | parquet")] = "table",
+    to: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write csv/json/parquet to this file"),
+    ] = None,
+    max_rows: Annotated[int, typer.Option(min=1, help="Rows a table shows")] = 40,
 ) -> None:
-    """Run a read-only SQL query against the warehouse."""
-    from mallard import warehouse as wh
+    """Run a read-only SQL query against the warehouse; schema ml is the default, so
+    SHOW TABLES lists mallard's tables. BLOBs show as their size."""
+    from mallard.cli.sql_output import check_format, print_query
     from mallard.core.config import warehouse_path
 
-    frame = wh.query(warehouse_path(warehouse), query)
-    if output == "csv":
-        sys.stdout.write(frame.write_csv())
-    elif output == "json":
-        sys.stdout.write(frame.write_json() + "\n")
-    else:
-        print_frame(frame)
+    check_format(output, to)
+    print_query(warehouse_path(warehouse), query, output, to, max_rows)
 
 
 @app.command()
 @user_errors
 def snapshot(
-    target: Annotated[Path, typer.Argument(help="The copy to write, e.g. bi.duckdb")],
-    force: Annotated[bool, typer.Option(help="Replace an existing copy")] = False,
+    target: Annotated[
+        Path | None, typer.Argument(help="The DuckDB copy to write, e.g. bi.duckdb")
+    ] = None,
+    parquet: Annotated[
+        Path | None,
+        typer.Option(help="Also (or instead) export every table as Parquet into this folder"),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing copy or folder")] = False,
     warehouse: WarehouseOption = None,
 ) -> None:
-    """Copy the warehouse for BI tools and long reads (they then never lock the live file)."""
+    """Copy the warehouse for BI tools and long reads (they then never lock the live file).
+    The copy opens in DuckDB 1.4+ and 2.x clients."""
     from mallard.core.config import warehouse_path
+    from mallard.warehouse.snapshot import export_parquet
     from mallard.warehouse.snapshot import snapshot as copy_warehouse
 
-    tables = copy_warehouse(warehouse_path(warehouse), target, overwrite=force)
-    console.print(f"snapshot: {tables} tables copied to {target}")
+    if target is None and parquet is None:
+        raise InputError("name a copy to write (e.g. bi.duckdb), or --parquet DIR")
+    db = warehouse_path(warehouse)
+    if target is not None:
+        tables = copy_warehouse(db, target, overwrite=force)
+        console.print(
+            f"snapshot: {tables} tables copied to {target} "
+            f"(open it read-only, e.g. duckdb -readonly {target})",
+            highlight=False,
+            markup=False,
+        )
+    if parquet is not None:
+        tables = export_parquet(db, parquet, overwrite=force)
+        console.print(
+            f"snapshot: {tables} tables exported as Parquet to {parquet} "
+            f"(IMPORT DATABASE '{parquet}' recreates them, views included)",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _train(spec: Path, warehouse: Path | None, run_id: str | None) -> RunResult:
