@@ -11,8 +11,10 @@ as hex), JSON writes one object per row built by DuckDB (BLOBs as hex, JSON colu
 JSON), Parquet keeps DuckDB's types (BLOBs as binary). Rows are streamed in Arrow batches, so
 an export never holds the whole result at once.
 
-The connection is read-only and its default schema is `ml` (when the file has one), so
-`SHOW TABLES` lists mallard's tables and `FROM leaderboard` finds `ml.leaderboard`.
+The connection is warehouse.sandbox's locked-down one (reads only; a write, ATTACH, COPY or
+host file is refused in one line, see mallard.spec_sql), and its default schema is `ml` (when
+the file has one), so `SHOW TABLES` lists mallard's tables and `FROM leaderboard` finds
+`ml.leaderboard`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import duckdb
 import polars as pl
 
 from mallard.core.errors import InputError, WarehouseError
-from mallard.warehouse.connection import connect
+from mallard.spec_sql import ANALYST, failure_message, read_only_relation
+from mallard.warehouse.sandbox import untrusted_connection
 
 ExportFormat = Literal["csv", "json", "parquet"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "json", "parquet")
@@ -39,8 +42,6 @@ def render_query(db: Path, sql: str, *, max_width: int, max_rows: int = 40) -> s
     `max_rows` rows long, then an "N more rows" line if rows were left out."""
     with _analyst_connection(db) as con:
         relation = _relation(con, sql)
-        if relation is None:
-            return "(the statement ran; it returns no rows)\n"
         shown = _displayable(relation)
         box = _box(shown.limit(max_rows), max_width=max_width, max_rows=max_rows)
         more = _rows_beyond(relation, max_rows)
@@ -60,8 +61,6 @@ def export_query(db: Path, sql: str, fmt: str, out: IO[bytes] | Path) -> list[st
         raise InputError("--format parquet writes a file: pass --output FILE")
     with _analyst_connection(db) as con:
         relation = _relation(con, sql)
-        if relation is None:
-            raise InputError("the statement returns no rows to export")
         blobs = [name for name, kind in _columns(relation) if kind == "BLOB"]
         notes: list[str] = []
         if blobs and fmt != "parquet":
@@ -76,7 +75,7 @@ def export_query(db: Path, sql: str, fmt: str, out: IO[bytes] | Path) -> list[st
                 with _binary(out) as stream:
                     (_write_csv if fmt == "csv" else _write_json)(rows, stream)
         except duckdb.Error as exc:
-            raise WarehouseError(f"query failed: {exc}") from None
+            raise _failed(exc) from None
     return notes
 
 
@@ -85,21 +84,23 @@ def export_query(db: Path, sql: str, fmt: str, out: IO[bytes] | Path) -> list[st
 
 @contextlib.contextmanager
 def _analyst_connection(db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    with connect(db, read_only=True) as con:
+    with untrusted_connection(db) as con:
         has_ml = con.execute(
             "SELECT count(*) FROM duckdb_schemas() "
             "WHERE database_name = current_database() AND schema_name = 'ml'"
         ).fetchall()[0][0]
         if has_ml:
-            con.execute("USE ml")
+            con.execute("USE ml")  # mallard's own statement; the analyst's SQL cannot USE
         yield con
 
 
-def _relation(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation | None:
-    try:
-        return con.sql(sql)
-    except duckdb.Error as exc:
-        raise WarehouseError(f"query failed: {exc}") from None
+def _relation(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation:
+    """The analyst's SQL as a relation, not yet fetched; anything but a read is refused."""
+    return read_only_relation(con, sql, ANALYST)
+
+
+def _failed(exc: duckdb.Error) -> WarehouseError:
+    return WarehouseError(failure_message(exc, ANALYST))
 
 
 def _columns(relation: duckdb.DuckDBPyRelation) -> list[tuple[str, str]]:
@@ -114,7 +115,7 @@ def _project(relation: duckdb.DuckDBPyRelation, exprs: list[str]) -> duckdb.Duck
     try:
         return relation.project(", ".join(exprs))
     except duckdb.Error as exc:
-        raise WarehouseError(f"query failed: {exc}") from None
+        raise _failed(exc) from None
 
 
 # --- display -----------------------------------------------------------------------------------
@@ -148,7 +149,7 @@ def _box(relation: duckdb.DuckDBPyRelation, *, max_width: int, max_rows: int) ->
                 max_width=max(max_width, 20), max_rows=max(max_rows, 1), null_value="NULL"
             )
     except duckdb.Error as exc:
-        raise WarehouseError(f"query failed: {exc}") from None
+        raise _failed(exc) from None
     return drawn.getvalue()
 
 
@@ -161,7 +162,7 @@ def _rows_beyond(relation: duckdb.DuckDBPyRelation, shown: int) -> int:
             return 0
         (total,) = relation.aggregate("count(*)").fetchall()[0]
     except duckdb.Error as exc:
-        raise WarehouseError(f"query failed: {exc}") from None
+        raise _failed(exc) from None
     return max(int(total) - shown, 0)
 
 
