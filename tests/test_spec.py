@@ -9,7 +9,7 @@ import pytest
 from mallard.core.errors import SpecError
 from mallard.core.spec import Spec, load_spec
 from mallard.examples import spec_text, write_housing_csv
-from mallard.tasks.families import FAMILIES
+from mallard.tasks.families import FAMILIES, check_candidates
 
 SHIPPED = spec_text()
 
@@ -34,8 +34,9 @@ def edited(old: str, new: str, text: str = SHIPPED) -> str:
 
 
 def load_error(folder: Path, text: str) -> str:
+    """The error of loading the spec as a flow does: parsed, then its candidates checked."""
     with pytest.raises(SpecError) as caught:
-        load_spec(write_spec(folder, text))
+        check_candidates(load_spec(write_spec(folder, text)))
     return str(caught.value)
 
 

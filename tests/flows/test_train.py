@@ -27,7 +27,7 @@ def test_train_writes_one_complete_run(housing_spec: Path, db: Path) -> None:
     assert run is not None and run["status"] == "succeeded"
     assert run["data_sha256"] and len(run["data_sha256"]) == 64
     board = warehouse.leaderboard(db, "housing")
-    assert board["model_id"].to_list() == result.leaderboard["model_id"].to_list()
+    assert result.best_model_id in board["model_id"].to_list()
     assert board["rank"].to_list() == sorted(board["rank"].to_list())
     # a tuned ridge on this data must beat predicting the mean
     values = dict(zip(board["family"], board["value"], strict=True))

@@ -13,7 +13,7 @@ from sklearn.decomposition import PCA
 from mallard.core.catalogue import CLUSTERING
 from mallard.core.spec import Candidate, FeaturesSection
 from mallard.examples import segments
-from mallard.tasks.cluster import cluster, cluster_tables, tune_clusterer
+from mallard.tasks.cluster import cluster_tables, tune_clusterer
 from mallard.tasks.features import Features, prepare_features
 from mallard.tasks.metrics import Target
 from mallard.tasks.tune import CV_COLUMNS, SearchPlan, Tuned
@@ -191,11 +191,3 @@ def test_pca_in_the_features_section_adds_a_pca_step(pca: float, components: int
 
 def test_without_pca_there_is_no_pca_step(kmeans: Tuned) -> None:
     assert list(kmeans.model.named_steps) == ["prepare", "model"]
-
-
-def test_the_prefect_task_wraps_the_same_function() -> None:
-    candidate = Candidate(family="kmeans", params={"n_clusters": [3]})
-
-    tuned = cluster.fn("k", candidate, FEATURES, PLAN)
-
-    assert tuned.cv_results.equals(tune_clusterer("k", candidate, FEATURES, PLAN).cv_results)

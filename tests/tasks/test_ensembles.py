@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from mallard.core.catalogue import REGRESSION
 from mallard.core.errors import InputError
 from mallard.core.spec import Candidate, FeaturesSection
-from mallard.tasks.ensembles import build_ensemble, ensemble
+from mallard.tasks.ensembles import build_ensemble
 from mallard.tasks.features import Features, prepare_features
 from mallard.tasks.metrics import Target
 from mallard.tasks.tune import CV_COLUMNS, SearchPlan, Tuned, tune_candidate
@@ -205,12 +205,3 @@ def test_members_without_the_primary_metric_are_not_combined(regressors: list[Tu
 
     with pytest.raises(InputError, match=r"has 1"):
         build_ensemble("voting", Candidate(family="voting"), stripped, REG, TRAIN, plan)
-
-
-def test_the_prefect_task_wraps_the_same_function(regressors: list[Tuned]) -> None:
-    candidate = Candidate(family="voting", params={"top": [2]})
-
-    built = ensemble.fn("voting", candidate, regressors, REG, TRAIN, REG_PLAN)
-
-    direct = build_ensemble("voting", candidate, regressors, REG, TRAIN, REG_PLAN)
-    assert built.cv_results.equals(direct.cv_results)

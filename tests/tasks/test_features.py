@@ -10,7 +10,7 @@ import pytest
 
 from mallard.core.errors import InputError
 from mallard.core.spec import FeaturesSection
-from mallard.tasks.features import build_features, model_pipeline, prepare_features, preprocessor
+from mallard.tasks.features import model_pipeline, prepare_features, preprocessor
 
 
 def houses() -> pl.DataFrame:
@@ -160,9 +160,3 @@ def test_model_pipeline_fits_on_mixed_columns() -> None:
 
     assert pipeline.predict(features.X).shape == (4,)
     assert [name for name, _ in pipeline.steps] == ["prepare", "model"]
-
-
-def test_the_prefect_task_wraps_the_same_function() -> None:
-    features = build_features.fn(houses(), FeaturesSection(drop=["house_id"]), "price")
-
-    assert features.categorical == ["driveway"]

@@ -8,8 +8,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from mallard import warehouse
 from mallard.core.errors import InputError
-from mallard.tasks.ingest import ingest, read_files, read_sql
+from mallard.tasks.ingest import Ingested, from_query, read_files
+
+
+def read_sql(db: Path, sql: str) -> Ingested:
+    """What the flow's read_source step does for a source.sql."""
+    return from_query(warehouse.query_source(db, sql), sql)
+
 
 CSV_A = "price,lotsize,driveway\n100,5000,yes\n200,6000,no\n"
 CSV_B = "price,lotsize,driveway\n300,7000.5,yes\n"
@@ -210,14 +217,3 @@ def test_read_sql_can_read_files(tmp_path: Path) -> None:
     result = read_sql(tmp_path / "none.duckdb", f"SELECT * FROM read_csv('{path}') ORDER BY price")
 
     assert result.frame["price"].to_list() == [100, 200]
-
-
-def test_the_prefect_task_dispatches_on_sql(tmp_path: Path) -> None:
-    path = write(tmp_path / "houses.csv", CSV_A)
-    db = tmp_path / "none.duckdb"
-
-    from_files = ingest.fn([path], None, db, ["price"])
-    from_sql = ingest.fn([path], SQL, db, ["price"])
-
-    assert from_files.frame.height == 2
-    assert from_sql.frame.columns == ["id", "price"]

@@ -7,7 +7,7 @@ import pytest
 
 from mallard.core.errors import InputError
 from mallard.core.spec import SplitSection
-from mallard.tasks.split import MIN_TRAIN_ROWS, make_split, split_rows
+from mallard.tasks.split import MIN_TRAIN_ROWS, make_split
 
 DEFAULT = SplitSection()  # 15% test, 15% validation
 
@@ -94,9 +94,3 @@ def test_many_folds_need_two_training_rows_per_fold() -> None:
     make_split(100, DEFAULT, seed=1, folds=20)  # 70 train rows >= 40
     with pytest.raises(InputError, match="20 folds"):
         make_split(40, SplitSection(test=0.1, validation=0.1), seed=1, folds=20)  # 32 < 40
-
-
-def test_the_prefect_task_wraps_the_same_function() -> None:
-    task_split = split_rows.fn(100, DEFAULT, 7, 5)
-
-    assert np.array_equal(task_split.test, make_split(100, DEFAULT, 7, 5).test)

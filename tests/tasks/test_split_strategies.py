@@ -12,9 +12,9 @@ from sklearn.model_selection import GroupKFold, TimeSeriesSplit
 
 from mallard.core.errors import InputError
 from mallard.core.spec import Candidate, FeaturesSection, SplitSection, parse_spec
-from mallard.flows.train import _not_features
 from mallard.tasks.features import prepare_features
 from mallard.tasks.metrics import Target
+from mallard.tasks.plan import not_features
 from mallard.tasks.split import Split, make_split
 from mallard.tasks.tune import SearchPlan, cv_splitter, train_view, tune_candidate
 
@@ -156,7 +156,7 @@ def test_the_group_column_is_kept_out_of_the_features(tmp_path: Path) -> None:
     spec = parse_spec(GROUP_SPEC, tmp_path / "p.toml")
     frame = sample_frame()
 
-    excluded = _not_features(spec)
+    excluded = not_features(spec)
     features = prepare_features(
         frame, spec.features, "y", split_column="customer", exclude=excluded
     )
@@ -174,7 +174,7 @@ def test_the_time_column_stays_a_feature(tmp_path: Path) -> None:
     )
     spec = parse_spec(text, tmp_path / "p.toml")
 
-    assert _not_features(spec) == ()
+    assert not_features(spec) == ()
 
 
 # --- CV folds per strategy -----------------------------------------------------------------------

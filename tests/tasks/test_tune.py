@@ -15,7 +15,7 @@ from mallard.core.spec import Candidate, FeaturesSection
 from mallard.tasks.families import FAMILIES, Family
 from mallard.tasks.features import Features, prepare_features
 from mallard.tasks.metrics import Target
-from mallard.tasks.tune import CV_COLUMNS, SearchPlan, Tuned, tune, tune_candidate
+from mallard.tasks.tune import CV_COLUMNS, SearchPlan, Tuned, tune_candidate
 
 REGRESSORS = FAMILIES["regression"]
 N_ROWS = 200
@@ -202,16 +202,6 @@ def test_same_seed_same_results_different_seed_different_folds() -> None:
 
     assert first.cv_results.equals(again.cv_results)
     assert not first.cv_results.equals(other.cv_results)
-
-
-def test_the_prefect_task_wraps_the_same_function() -> None:
-    candidate = Candidate(family="ridge", params={"alpha": [1.0]})
-
-    plan = SearchPlan(target=Target("regression"), primary="rmse", folds=3, seed=42)
-    tuned = tune.fn("r", candidate, FEATURES, TRAIN_ROWS, plan)
-
-    assert tuned.name == "r"
-    assert tuned.cv_results.equals(run(candidate, folds=3, name="r").cv_results)
 
 
 # --- leakage canaries --------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandera.polars as pa
 import polars as pl
 import pytest
 
@@ -16,7 +15,6 @@ from mallard.tasks.validate import (
     Validated,
     enforce_invalid_limit,
     quarantine_invalid,
-    validate,
 )
 
 COLUMNS: dict[str, Any] = {
@@ -310,12 +308,3 @@ def test_schema_model_missing_column_is_an_input_error() -> None:
 
     for column in ("bedrooms", "bathrms", "stories", "driveway", "year_built"):
         assert column in str(caught.value)
-
-
-def test_the_prefect_task_wraps_the_same_function() -> None:
-    frame = text_frame(lotsize={3: "n/a"})
-    schema: pa.DataFrameSchema = inline_schema()
-
-    result = validate.fn(frame, schema)
-
-    assert failures(result) == failures(quarantine_invalid(frame, schema))

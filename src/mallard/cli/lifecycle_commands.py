@@ -15,6 +15,7 @@ from mallard.cli.output import (
     WarehouseOption,
     checked_spec,
     console,
+    errors,
     print_frame,
     run_flow,
     user_errors,
@@ -40,11 +41,17 @@ def score(
     run_id: Annotated[str | None, typer.Option(help="Reuse a run id")] = None,
 ) -> None:
     """Score new rows with the pipeline's champion; store predictions and drift."""
-    from mallard.flows.score import ScoreResult
     from mallard.flows.score import score as score_flow
 
     checked_spec(spec)
-    result = run_flow(score_flow, ScoreResult, spec, input_path, warehouse, output, run_id)
+    result = run_flow(
+        score_flow,
+        spec_path=spec,
+        input_path=input_path,
+        warehouse_file=warehouse,
+        output=output,
+        run_id=run_id,
+    )
     _print_score(result)
 
 
@@ -60,10 +67,12 @@ def validate(
 ) -> None:
     """Validate data against the spec's schema; store the quarantine, train nothing (exit 3 if
     too many rows fail)."""
-    from mallard.flows.validate import ValidationResult, validate_data
+    from mallard.flows.validate import validate_data
 
     checked_spec(spec)
-    result = run_flow(validate_data, ValidationResult, spec, input_path, warehouse)
+    result = run_flow(
+        validate_data, spec_path=spec, input_path=input_path, warehouse_file=warehouse
+    )
     console.print(
         f"validate run [bold]{result.run_id}[/]: {result.n_rows} rows, {result.n_invalid} "
         f"quarantined ({result.invalid_fraction:.1%})"
@@ -100,6 +109,10 @@ def promote(
     promotions, aliases = promotion_rows(decision, datetime.now(UTC), set_by=getpass.getuser())
     wh.write_promotion(db, promotions, aliases)
     console.print(f"champion of [bold]{pipeline}[/] is now {model_id} (was {current_id or 'none'})")
+    try:
+        wh.publish_read_copy(db)
+    except wh.ReadCopyError as exc:
+        errors.print(f"[yellow]warning:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -159,14 +172,18 @@ def repro(
     are identical (exit 4 if they are not)."""
     from mallard import warehouse as wh
     from mallard.core.config import warehouse_path
-    from mallard.flows.train import RunResult, train
+    from mallard.flows.train import train
 
     db = warehouse_path(warehouse)
     original = wh.run_record(db, run_id)
     if original is None or original["flow"] != "train":
         raise InputError(f"no train run '{run_id}' in {db} (see `mallard runs`)")
     rerun = run_flow(
-        train, RunResult, Path(original["spec_path"]), db, None, original["spec_toml"], False
+        train,
+        spec_path=Path(original["spec_path"]),
+        warehouse_file=db,
+        spec_toml=original["spec_toml"],
+        may_promote=False,
     )
     comparison = wh.compare_runs(db, run_id, rerun.run_id)
     print_frame(comparison, title=f"{run_id} vs {rerun.run_id}")

@@ -32,6 +32,7 @@ WarehouseOption = Annotated[
     ),
 ]
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 
 def user_errors(command: F) -> F:
@@ -93,21 +94,10 @@ def cell_text(value: object) -> str:
     return str(value)
 
 
-R = TypeVar("R")
-
-
-def run_flow(flow: Callable[..., Any], result_type: type[R], *args: Any) -> R:
-    """Run a Prefect flow; a failed run re-raises its MallardError for `user_errors` to print."""
-    state = flow(*args, return_state=True)
-    if state.is_failed():
-        failure = state.result(raise_on_failure=False)
-        if isinstance(failure, BaseException):
-            raise failure
-        raise MallardError(state.message or f"the {flow.__name__} flow failed")
-    result = state.result()
-    if not isinstance(result, result_type):
-        raise MallardError(f"the flow returned {type(result).__name__}, not {result_type.__name__}")
-    return result
+def run_flow(flow: Callable[..., R], **parameters: Any) -> R:
+    """Run a Prefect flow by keyword; a user error inside it is re-raised as its MallardError
+    (the flow run is recorded as Failed with the same one-line message)."""
+    return flow(**parameters)
 
 
 def checked_spec(path: Path) -> Spec:
@@ -115,8 +105,10 @@ def checked_spec(path: Path) -> Spec:
     before a Prefect server is started or the warehouse is touched."""
     from mallard.core.spec import load_spec
     from mallard.schemas.inline import build_schema, pii_policies
+    from mallard.tasks.families import check_candidates
     from mallard.tasks.privacy import require_salt
 
     spec = load_spec(path)
+    check_candidates(spec)
     require_salt(pii_policies(build_schema(spec.schema_, spec.target)))
     return spec

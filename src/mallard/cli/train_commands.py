@@ -13,11 +13,12 @@ from mallard.cli.output import (
     WarehouseOption,
     checked_spec,
     console,
+    errors,
     print_frame,
     run_flow,
     user_errors,
 )
-from mallard.core.errors import InputError, MallardError
+from mallard.core.errors import InputError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -118,7 +119,7 @@ def leaderboard(
     board = wh.leaderboard(warehouse_path(warehouse), pipeline, run_id)
     if board.is_empty():
         what = f"pipeline '{pipeline}'" if pipeline else "any pipeline"
-        raise MallardError(f"no succeeded run of {what} in the warehouse") from None
+        raise InputError(f"no succeeded run of {what} in the warehouse") from None
     _print_leaderboard(board, title=f"leaderboard: {board['pipeline'][0]} run {board['run_id'][0]}")
 
 
@@ -184,9 +185,9 @@ def snapshot(
 
 
 def _train(spec: Path, warehouse: Path | None, run_id: str | None) -> RunResult:
-    from mallard.flows.train import RunResult, train
+    from mallard.flows.train import train
 
-    return run_flow(train, RunResult, spec, warehouse, run_id)
+    return run_flow(train, spec_path=spec, warehouse_file=warehouse, run_id=run_id)
 
 
 def _print_result(result: RunResult) -> None:
@@ -199,6 +200,9 @@ def _print_result(result: RunResult) -> None:
         f"best on validation: {result.best_model_id}, {verdict} ({escape(result.promotion_reason)})"
     )
 
+    console.print(f"read copy for analysts: {wh.read_copy_path(result.warehouse)}")
+    for warning in result.warnings:
+        errors.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     board = wh.leaderboard(result.warehouse, run_id=result.run_id)
     _print_leaderboard(board, title=f"leaderboard: {result.pipeline}")
 

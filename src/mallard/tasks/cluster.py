@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from mallard.core.catalogue import greater_is_better
 from mallard.core.spec import Candidate
+from mallard.tasks.evaluate import model_id
 from mallard.tasks.families import family, search_space
 from mallard.tasks.features import Features, model_pipeline
 from mallard.tasks.metrics import clustering_metrics
@@ -82,3 +83,17 @@ def cluster_tables(
         .sort("cluster", "feature")
     )
     return assignments, profiles
+
+
+def segment_tables(
+    run_id: str, tuned: list[Tuned], features: Features, row_index: pl.Series
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """ml.cluster_assignments and ml.cluster_profiles of every clustering candidate of a run."""
+    pairs = [
+        cluster_tables(model_id(run_id, t.name), t.labels, features, row_index)
+        for t in tuned
+        if t.labels is not None
+    ]
+    if not pairs:
+        return None, None
+    return pl.concat([a for a, _ in pairs]), pl.concat([p for _, p in pairs])

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mallard.core.catalogue import BASELINE, greater_is_better
 from mallard.tasks.features import Features
 from mallard.tasks.metrics import Target, score_all, scorers
 from mallard.tasks.split import Split
@@ -131,3 +132,12 @@ def _confusion(
         .select("model_id", "split", "actual", "predicted", pl.col("n").cast(pl.Int64))
         .sort("actual", "predicted")
     )
+
+
+def best_model_id(metrics: pl.DataFrame, primary: str, split: str) -> str:
+    """The champion candidate: chosen on validation, so the test split stays a fair judge."""
+    scores = metrics.filter((pl.col("split") == split) & (pl.col("metric") == primary)).sort(
+        "value", descending=greater_is_better(primary), nulls_last=True
+    )
+    real = scores.filter(pl.col("family") != BASELINE)
+    return str((real if real.height else scores)["model_id"][0])

@@ -1,0 +1,75 @@
+"""The preamble every flow shares: read the source, drop PII that is never read, validate
+(quarantining failing rows), protect the remaining PII, and stop when too many rows failed."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import polars as pl
+from prefect import get_run_logger
+
+from mallard import warehouse
+from mallard.core.errors import InputError
+from mallard.core.spec import Spec, load_spec, parse_spec
+from mallard.flows import steps
+from mallard.flows.run_record import RecordedRun
+from mallard.schemas.inline import build_schema, pii_policies
+from mallard.tasks import ingest
+from mallard.tasks.families import check_candidates
+from mallard.tasks.privacy import drop_at_ingest, require_salt
+from mallard.tasks.validate import Validated, enforce_invalid_limit
+
+
+def input_files(pattern: str) -> list[Path]:
+    """The files a path or glob names, in name order; none is a user error."""
+    files = sorted(Path(p) for p in glob.glob(pattern))
+    if not files:
+        raise InputError(f"no input file matches '{pattern}'")
+    return files
+
+
+def checked_input(
+    spec: Spec, run: RecordedRun, files: list[Path] | None = None, *, target_optional: bool = False
+) -> Validated:
+    """The spec's source (or `files`), validated against its schema; what was learned on the way
+    (fingerprint, row counts, quarantine) is kept on `run` so a failure still records it."""
+    log = get_run_logger().info
+    schema = build_schema(spec.schema_, spec.target, target_optional=target_optional)
+    policies = pii_policies(schema)
+    salt = require_salt(policies)
+    typed_columns = [name for name, column in schema.columns.items() if column.dtype is not None]
+    raw = read_source(spec, run.db, files, typed_columns)
+    run.learned(source=raw.description, data_sha256=raw.sha256, n_rows=raw.frame.height)
+    log("ingest: %d rows x %d columns from %s", raw.frame.height, raw.frame.width, raw.description)
+    frame, schema = drop_at_ingest(raw.frame, schema, policies)
+    checked = steps.protect_pii(steps.quarantine_invalid(frame, schema), policies, salt)
+    run.learned(n_invalid=checked.n_invalid)
+    run.quarantine = checked.quarantine
+    log(
+        "validate: %d rows valid, %d quarantined (%.1f%%)",
+        checked.valid.height,
+        checked.n_invalid,
+        100 * checked.invalid_fraction,
+    )
+    enforce_invalid_limit(checked, spec.schema_.max_invalid_fraction)
+    return checked
+
+
+@steps.step(name="read_source")
+def read_source(
+    spec: Spec, db: Path, files: list[Path] | None, text_columns: list[str]
+) -> ingest.Ingested:
+    """Files (given, or the spec's source.path) or the spec's source.sql over the warehouse."""
+    if files is None and spec.source.sql:
+        frame: pl.DataFrame = warehouse.query_source(db, spec.source.sql)
+        return ingest.from_query(frame, spec.source.sql)
+    return ingest.read_files(spec.source_files() if files is None else files, text_columns)
+
+
+def load_checked_spec(spec_path: Path, spec_toml: str | None = None) -> Spec:
+    """The spec file (or `spec_toml`, a stored run's text, read as if it were that file), with
+    every candidate's family and parameters checked against the estimators."""
+    spec = load_spec(spec_path) if spec_toml is None else parse_spec(spec_toml, spec_path)
+    check_candidates(spec)
+    return spec
