@@ -60,7 +60,17 @@ LOADABLE_TYPES: frozenset[str] = frozenset(
         "sklearn.utils._bunch.Bunch",
         "functools.partial",
         "sklearn.utils.validation.check_array",
-        # TunedThresholdClassifierCV: its scorer and the metric functions it calls
+        # neural networks: the optimiser state MLPs keep after fitting
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+        # TunedThresholdClassifierCV: the CV splitter it keeps (tune.cv_splitter's kinds), its
+        # scorer and the metric functions that scorer calls
+        "sklearn.model_selection._split.KFold",
+        "sklearn.model_selection._split.StratifiedKFold",
+        "sklearn.model_selection._split.GroupKFold",
+        "sklearn.model_selection._split.TimeSeriesSplit",
+        "sklearn.model_selection._split.RepeatedKFold",
+        "sklearn.model_selection._split.RepeatedStratifiedKFold",
         "sklearn.metrics._scorer._CurveScorer",
         "sklearn.metrics._scorer._Scorer",
         "sklearn.utils._metadata_requests.MetadataRequest",
@@ -114,7 +124,7 @@ def load_model(
         needed = set(sio.get_untrusted_types(data=blob))
     except Exception as exc:  # a corrupt zip or schema: nothing in it may run
         raise ModelIntegrityError(
-            f"{name} is not a readable skops file: {_one_line(exc)}"
+            f"{name} is not a readable skops file ({_one_line(exc)}); refusing to load it"
         ) from None
     outside = sorted(needed - allowed)
     if outside:
