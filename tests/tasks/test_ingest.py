@@ -15,7 +15,7 @@ from mallard.tasks.ingest import Ingested, from_query, read_files
 
 def read_sql(db: Path, sql: str) -> Ingested:
     """What the flow's read_source step does for a source.sql."""
-    return from_query(warehouse.query_source(db, sql), sql)
+    return from_query(warehouse.query_source(db, sql, allowed_directories=[db.parent]), sql)
 
 
 CSV_A = "price,lotsize,driveway\n100,5000,yes\n200,6000,no\n"

@@ -42,3 +42,7 @@ class ModelIntegrityError(MallardError):
     """A stored model fails its checks (checksum, readable file, loadable types): not loaded."""
 
     exit_code = 2
+
+
+class ReadCopyError(WarehouseError):
+    """The analysts' read copy could not be refreshed; the warehouse itself is untouched."""

@@ -62,7 +62,9 @@ def read_source(
 ) -> ingest.Ingested:
     """Files (given, or the spec's source.path) or the spec's source.sql over the warehouse."""
     if files is None and spec.source.sql:
-        frame: pl.DataFrame = warehouse.query_source(db, spec.source.sql)
+        frame: pl.DataFrame = warehouse.query_source(
+            db, spec.source.sql, allowed_directories=[spec.spec_path.parent]
+        )
         return ingest.from_query(frame, spec.source.sql)
     return ingest.read_files(spec.source_files() if files is None else files, text_columns)
 

@@ -24,15 +24,11 @@ from pathlib import Path
 
 import duckdb
 
-from mallard.core.errors import WarehouseError
+from mallard.core.errors import ReadCopyError, WarehouseError
 from mallard.warehouse.connection import retry_on_lock
 
 # The oldest format the clients analysts use can read; 2.x reads it too.
 READABLE_STORAGE_VERSION = "v1.4.0"
-
-
-class ReadCopyError(WarehouseError):
-    """The read copy could not be refreshed; the warehouse itself is untouched."""
 
 
 def read_copy_path(db: Path) -> Path:
