@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import date, datetime
 
 import pandera.polars as pa
@@ -112,10 +113,11 @@ def test_planted_raw_values_never_appear_after_mask_values() -> None:
     assert masked.drop("failure_value").equals(quarantine.drop("failure_value"))
 
 
-def test_hash_is_salted_sha256_and_nulls_stay_null() -> None:
+def test_hash_is_hmac_sha256_keyed_by_the_salt_and_nulls_stay_null() -> None:
     hashed = apply_pii(people(), {"email": "hash"}, SALT)["email"]
 
-    assert hashed[0] == hashlib.sha256((SALT + EMAIL).encode()).hexdigest()
+    assert hashed[0] == hmac.new(SALT.encode(), EMAIL.encode(), hashlib.sha256).hexdigest()
+    assert hashed[0] != hashlib.sha256((SALT + EMAIL).encode()).hexdigest()
     assert hashed[0] == hashed[3]  # the same person keeps the same pseudonym
     assert hashed[1] != hashed[0]
     assert hashed[2] is None
@@ -133,7 +135,7 @@ def test_same_salt_same_hash_and_a_different_salt_a_different_hash() -> None:
 def test_hash_of_a_number_column_hashes_its_text() -> None:
     hashed = apply_pii(people(), {"age": "hash"}, SALT)["age"]
 
-    assert hashed[0] == hashlib.sha256(f"{SALT}{AGE}".encode()).hexdigest()
+    assert hashed[0] == hmac.new(SALT.encode(), str(AGE).encode(), hashlib.sha256).hexdigest()
     assert hashed[3] is None
 
 

@@ -2,7 +2,8 @@
 
 Each column of the spec may declare ``pii``:
 - "drop": the column is removed;
-- "hash": hex sha256 of a secret salt followed by the value. Equal values still match (rows can be
+- "hash": HMAC-SHA256 of the value keyed with a secret salt (the standard keyed hash; a bare
+  sha256(salt + value) is the hand-rolled version). Equal values still match (rows can be
   counted or joined per person) but the raw value cannot be read back. The salt comes from the
   MALLARD_PII_SALT environment variable, never from the spec, because the spec text is stored in
   the warehouse for lineage and would otherwise let anyone hash guesses and compare;
@@ -14,6 +15,7 @@ Failing values in the quarantine are text copies of the raw input: `mask_values`
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import replace
@@ -99,7 +101,8 @@ def _hashed(column: pl.Series, salt: str) -> pl.Series:
     # replace_strict maps the digests back in one vectorised pass; nulls stay null.
     text = column.cast(pl.String)
     distinct = text.drop_nulls().unique()
-    digests = [hashlib.sha256((salt + value).encode()).hexdigest() for value in distinct]
+    key = salt.encode()
+    digests = [hmac.new(key, value.encode(), hashlib.sha256).hexdigest() for value in distinct]
     return text.replace_strict(distinct, digests, return_dtype=pl.String)
 
 
