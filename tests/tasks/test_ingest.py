@@ -10,7 +10,7 @@ import pytest
 
 from mallard import warehouse
 from mallard.core.errors import InputError
-from mallard.tasks.ingest import Ingested, from_query, read_files
+from mallard.tasks.ingest import Ingested, _files_sha256, from_query, read_files
 
 
 def read_sql(db: Path, sql: str) -> Ingested:
@@ -154,13 +154,15 @@ def test_sha256_is_of_the_file_bytes_and_follows_every_byte(tmp_path: Path) -> N
     assert changed == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_sha256_of_several_files_is_of_their_bytes_in_order(tmp_path: Path) -> None:
+def test_sha256_of_several_files_covers_names_sizes_and_order(tmp_path: Path) -> None:
     a = write(tmp_path / "a.csv", CSV_A)
     b = write(tmp_path / "b.csv", CSV_B)
 
     result = read_files([a, b], text_columns=[])
 
-    assert result.sha256 == hashlib.sha256(a.read_bytes() + b.read_bytes()).hexdigest()
+    assert result.sha256 == _files_sha256([a, b]) != _files_sha256([b, a])
+    renamed = b.rename(tmp_path / "c.csv")
+    assert _files_sha256([a, renamed]) != result.sha256
 
 
 def test_sha256_of_a_large_file_reads_it_in_chunks(tmp_path: Path) -> None:
@@ -217,3 +219,25 @@ def test_read_sql_can_read_files(tmp_path: Path) -> None:
     result = read_sql(tmp_path / "none.duckdb", f"SELECT * FROM read_csv('{path}') ORDER BY price")
 
     assert result.frame["price"].to_list() == [100, 200]
+
+
+def test_moving_bytes_between_files_changes_the_fingerprint(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = [
+        write(tmp_path / "one" / "a.csv", "id\n1\n2\n"),
+        write(tmp_path / "one" / "b.csv", "3\n"),
+    ]
+    two = [
+        write(tmp_path / "two" / "a.csv", "id\n1\n"),
+        write(tmp_path / "two" / "b.csv", "2\n3\n"),
+    ]
+    assert b"".join(p.read_bytes() for p in one) == b"".join(p.read_bytes() for p in two)
+
+    assert _files_sha256(one) != _files_sha256(two)
+
+
+def test_one_file_is_fingerprinted_by_its_bytes(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.csv", "id\n1\n")
+
+    assert _files_sha256([path]) == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -11,8 +11,6 @@ import polars as pl
 
 from mallard.core.errors import InputError
 
-_CHUNK = 1 << 20
-
 
 @dataclass(frozen=True)
 class Ingested:
@@ -78,12 +76,18 @@ def _concat(frames: list[pl.DataFrame], files: list[Path]) -> pl.DataFrame:
 
 
 def _files_sha256(files: list[Path]) -> str:
-    digest = hashlib.sha256()
+    """One file: the sha256 of its bytes. Several: the sha256 over each file's name, size and
+    digest, so moving bytes from one file to the next, or renaming one, changes the print."""
+    digests = []
     for path in files:
         with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-    return digest.hexdigest()
+            digests.append(hashlib.file_digest(handle, "sha256").hexdigest())
+    if len(files) == 1:
+        return digests[0]
+    combined = hashlib.sha256()
+    for path, digest in zip(files, digests, strict=True):
+        combined.update(f"{path.name}\0{path.stat().st_size}\0{digest}\n".encode())
+    return combined.hexdigest()
 
 
 def _describe(files: list[Path]) -> str:
