@@ -21,6 +21,7 @@ import duckdb
 from mallard.core.config import lock_timeout_s
 from mallard.core.errors import WarehouseError
 from mallard.warehouse.migrations import migrate
+from mallard.warehouse.reaper import mark_interrupted
 
 T = TypeVar("T")
 log = logging.getLogger("mallard.warehouse")
@@ -31,7 +32,8 @@ _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (
 def connect(
     db: Path, *, read_only: bool = False, timeout_s: float | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to `db`, closed on exit. Writers also bring the schema up to date.
+    """A connection to `db`, closed on exit. Writers also bring the schema up to date and mark
+    runs whose process is gone as interrupted (warehouse/reaper.py).
 
     `timeout_s` bounds the lock wait (default MALLARD_LOCK_TIMEOUT); 0 tries once, e.g. to
     record a failure after a lock wait has already timed out."""
@@ -45,6 +47,7 @@ def connect(
     try:
         if not read_only:
             migrate(con)
+            mark_interrupted(con)  # runs whose process is gone (e.g. kill -9) stop 'running'
         yield con
     finally:
         con.close()

@@ -340,6 +340,19 @@ ML_COMMENTS_4: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 
 
+# Migration 5's comments: its new ml.runs columns, and the status values it adds.
+ML_COMMENTS_5: dict[tuple[str, str], str] = {
+    ("runs", "pid"): "process id of the command that ran the run",
+    ("runs", "hostname"): "host that ran the run (its hostname)",
+    ("runs", "process_started_at"): "when the run's process started; with pid it tells a "
+    "live owner from a reused pid",
+    ("runs", "status"): "running | succeeded | failed | interrupted (running while the run "
+    "is in progress; interrupted: its process died, e.g. kill -9, see error)",
+    ("run_summary", "status"): "running | succeeded | failed | interrupted (its process "
+    "died, see error)",
+}
+
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -606,6 +619,19 @@ MIGRATIONS: list[tuple[int, str, str]] = [
                 for column, text in columns.items()
             )
             for name, (kind, about, columns) in ML_COMMENTS_4.items()
+        ),
+    ),
+    (
+        5,
+        "the process that owns a run (pid, hostname, process_started_at); status interrupted",
+        """
+        ALTER TABLE ml.runs ADD COLUMN pid BIGINT;
+        ALTER TABLE ml.runs ADD COLUMN hostname VARCHAR;
+        ALTER TABLE ml.runs ADD COLUMN process_started_at TIMESTAMPTZ;
+        """
+        + "".join(
+            f'COMMENT ON COLUMN ml.{table}."{column}" IS {_text(text)};\n'
+            for (table, column), text in ML_COMMENTS_5.items()
         ),
     ),
 ]

@@ -16,7 +16,7 @@ class RunRecord:
     run_id: str
     pipeline: str
     task: str
-    status: str  # running | succeeded | failed
+    status: str  # running | succeeded | failed | interrupted (see warehouse/reaper.py)
     started_at: datetime
     spec_toml: str
     spec_sha256: str
@@ -34,6 +34,10 @@ class RunRecord:
     error: str | None = None
     flow: str = "train"  # train | score
     model_id: str | None = None  # score runs: the model that scored
+    # The owning process, so a later command can tell a live run from one killed with -9.
+    pid: int | None = None
+    hostname: str | None = None
+    process_started_at: datetime | None = None
 
     def finished(self, status: str, at: datetime, error: str | None = None) -> RunRecord:
         return replace(self, status=status, finished_at=at, error=error)
