@@ -10,6 +10,11 @@ any of it is built, and never saved in the first place.
 skops names the arrays in its zip after Python object ids and stamps the current time, so two
 dumps of the same model differ. `canonical_skops` renumbers the ids in order of appearance and
 fixes the timestamps, so the same model always gives the same bytes and the same sha256.
+skops also writes an object that several attributes share once and refers back to it, so the
+bytes depend on object identity: pickle (a Dask worker sending its model back) splits a shared
+float such as `np.nan` into copies. `save_model` therefore saves an in-memory pickle round trip
+of the model (idempotent: a model that already travelled gives the same bytes), so a model
+trained in the flow process and one trained on a worker have the same sha256.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import pickle
 import re
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -92,7 +98,9 @@ class ModelFile:
 def save_model(model: Any, allowed: frozenset[str] = LOADABLE_TYPES) -> ModelFile:
     """The canonical skops file of `model`; refused if loading it would need a type outside
     `allowed` (such a model could never be scored, so it is not stored)."""
-    blob = canonical_skops(sio.dumps(model, compression=zipfile.ZIP_DEFLATED))
+    # Our own object, pickled and unpickled in memory only: nothing untrusted is loaded.
+    travelled = pickle.loads(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+    blob = canonical_skops(sio.dumps(travelled, compression=zipfile.ZIP_DEFLATED))
     needed = sorted(sio.get_untrusted_types(data=blob))
     outside = [name for name in needed if name not in allowed]
     if outside:
