@@ -270,3 +270,30 @@ def check_candidates(spec: Spec) -> None:
                 raise SpecError(
                     f"{path}: [candidates[{i}].params.{param}] needs at least one value"
                 )
+        if candidate.family not in ENSEMBLES:
+            space = search_space(task, candidate.family, candidate.params)
+            for param, values in space.items():
+                for value in values:
+                    problem = invalid_value(task, candidate.family, param, value)
+                    if problem:
+                        raise SpecError(
+                            f"{path}: [candidates[{i}].params.{param}] {problem} "
+                            "Change or remove that value in the spec."
+                        )
+
+
+def invalid_value(task: str, name: str, param: str, value: Any) -> str | None:
+    """Why the family's estimator refuses `param = value` (scikit-learn's own constraint check,
+    as `fit` would run it), or None if it accepts it. Checks one value on a fresh estimator, so a
+    typo fails at load time rather than after the other candidates have trained."""
+    chosen = family(task, name)
+    estimator = chosen.make(0)
+    try:
+        estimator.set_params(**chosen.estimator_params({param: value}))
+        nested = [estimator, *estimator.get_params(deep=True).values()]
+        for part in nested:
+            if isinstance(part, BaseEstimator) and hasattr(part, "_validate_params"):
+                part._validate_params()
+    except (ValueError, TypeError) as exc:  # InvalidParameterError is both
+        return " ".join(str(exc).split())
+    return None

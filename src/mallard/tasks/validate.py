@@ -2,6 +2,10 @@
 
 Casting happens here rather than with pandera's coerce=True because one bad value would fail the
 whole column; a value that does not cast becomes a quarantine row of its own.
+
+NaN and ±inf (also a number too large for a float, e.g. "1e400", which casts to inf) in any
+float column, declared or passing through, fail the check `finite`: no estimator accepts them,
+and pandera's Polars backend would let NaN through a nullable column as if it were missing.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ QUARANTINE_SCHEMA = {
     "check_name": pl.String,
     "failure_value": pl.String,
 }
+FINITE_CHECK = "finite"  # NaN, inf and -inf fail it
 _TRUE = ["true", "t", "yes", "y", "1"]
 _FALSE = ["false", "f", "no", "n", "0"]
 
@@ -44,7 +49,9 @@ def quarantine_invalid(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> Valid
     _require_columns(frame, schema)
     cast, cast_failures = _cast_declared_columns(frame, schema)
     check_failures = _check_failures(cast, schema)
-    quarantine = pl.concat([cast_failures, check_failures]).sort("row_index", "column_name")
+    quarantine = pl.concat([cast_failures, _non_finite(cast, frame), check_failures]).sort(
+        "row_index", "column_name"
+    )
     bad_rows = quarantine["row_index"].unique()
     indexed = cast.with_row_index("_row").filter(~pl.col("_row").is_in(bad_rows.implode()))
     return Validated(
@@ -130,6 +137,25 @@ def _cast(column: pl.Expr, source: pl.DataType, target: pl.DataType) -> pl.Expr:
 def _whole_numbers(as_float: pl.Expr, target: pl.DataType) -> pl.Expr:
     # "3.0" is a fine integer; "3.5" is not, and must not be truncated silently.
     return pl.when(as_float == as_float.round(0)).then(as_float.cast(target, strict=False))
+
+
+def _non_finite(cast: pl.DataFrame, raw: pl.DataFrame) -> pl.DataFrame:
+    """One quarantine row per NaN or ±inf cell of a float column of `cast`, showing the value
+    as it came in `raw` (e.g. "1e400", not the inf it cast to)."""
+    floats = [name for name, kind in cast.schema.items() if kind.is_float()]
+    failures = [
+        cast.select(name, raw[name].cast(pl.String).alias("_raw"))
+        .with_row_index("row_index")
+        .filter(pl.col(name).is_nan() | pl.col(name).is_infinite())
+        .select(
+            pl.col("row_index").cast(pl.Int64),
+            pl.lit(name).alias("column_name"),
+            pl.lit(FINITE_CHECK).alias("check_name"),
+            pl.col("_raw").alias("failure_value"),
+        )
+        for name in floats
+    ]
+    return pl.concat([_empty_quarantine(), *failures])
 
 
 def _check_failures(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.DataFrame:
