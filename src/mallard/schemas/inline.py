@@ -6,6 +6,7 @@ Both forms end here: inline `[schema.columns]` or a `DataFrameModel` named by `s
 from __future__ import annotations
 
 import importlib
+import re
 
 import pandera.polars as pa
 import polars as pl
@@ -43,12 +44,12 @@ def build_schema(
 
 def _from_columns(columns: dict[str, ColumnSpec]) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
-        {name: _column(spec) for name, spec in columns.items()},
+        {name: _column(name, spec) for name, spec in columns.items()},
         strict=False,  # columns the spec does not list pass through unchecked
     )
 
 
-def _column(spec: ColumnSpec) -> pa.Column:
+def _column(name: str, spec: ColumnSpec) -> pa.Column:
     checks = []
     if spec.ge is not None:
         checks.append(pa.Check.ge(spec.ge))
@@ -61,6 +62,7 @@ def _column(spec: ColumnSpec) -> pa.Column:
     if spec.isin is not None:
         checks.append(pa.Check.isin(spec.isin))
     if spec.regex is not None:
+        _require_regex(name, spec.regex)
         checks.append(pa.Check.str_matches(spec.regex))
     return pa.Column(
         POLARS_DTYPES[spec.dtype],
@@ -69,6 +71,24 @@ def _column(spec: ColumnSpec) -> pa.Column:
         unique=spec.unique,
         metadata={"pii": spec.pii} if spec.pii else None,
     )
+
+
+def _require_regex(column: str, pattern: str) -> None:
+    """pandera compiles the pattern with Python's `re`, Polars matches with Rust's regex: a
+    pattern must satisfy both, checked now rather than as an error in the middle of a run."""
+    try:
+        re.compile(pattern)
+        pl.select(pl.lit("").str.contains(pattern))
+    except (re.error, pl.exceptions.PolarsError) as exc:
+        # Rust's message spans lines (the pattern, a caret, then `error: why`): keep the why.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        why = next((line[7:] for line in lines if line.startswith("error: ")), None)
+        reason = why or (lines[0] if lines else type(exc).__name__)
+        raise SpecError(
+            f"[schema.columns.{column}.regex] {pattern!r} is not a valid regular expression "
+            f"({reason}); fix the pattern (escape literal "
+            "characters such as ( [ . with a backslash)"
+        ) from None
 
 
 def pii_policies(schema: pa.DataFrameSchema) -> dict[str, str]:
