@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mallard.core.errors import WarehouseError
+
 WAREHOUSE_ENV = "MALLARD_WAREHOUSE"
 LOCK_TIMEOUT_ENV = "MALLARD_LOCK_TIMEOUT"
 DEFAULT_WAREHOUSE = Path("warehouse.duckdb")
@@ -28,8 +30,17 @@ def warehouse_path(explicit: Path | None = None) -> Path:
 
 def lock_timeout_s() -> float:
     """How long a write waits for another process to release the warehouse file."""
-    raw = os.environ.get(LOCK_TIMEOUT_ENV)
-    return float(raw) if raw else DEFAULT_LOCK_TIMEOUT_S
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    try:
+        seconds = float(raw) if raw else DEFAULT_LOCK_TIMEOUT_S
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):  # also refuses nan and inf
+        raise WarehouseError(
+            f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds >= 0; set it to e.g. "
+            f"{DEFAULT_LOCK_TIMEOUT_S:g}, or unset it for the default"
+        )
+    return seconds
 
 
 def configure_prefect_environment() -> None:
