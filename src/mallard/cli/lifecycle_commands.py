@@ -220,8 +220,7 @@ def serve(
     warehouse: WarehouseOption = None,
 ) -> None:
     """Register the spec's cron schedules as Prefect deployments and run them until stopped."""
-    import os
-
+    from mallard.cli.prefect_api import prefect_api
     from mallard.core.config import warehouse_path
     from mallard.flows.serve import deployments, serve_deployments
 
@@ -229,13 +228,13 @@ def serve(
     planned = deployments(loaded, warehouse_path(warehouse).resolve())
     if not planned:
         raise InputError(f"{spec}: [schedule] has no train or score cron to serve")
-    api = os.environ.get("PREFECT_API_URL")
-    where = api or "a temporary local Prefect server (set PREFECT_API_URL to use yours)"
-    console.print(f"serving {len(planned)} deployment(s) on {where}:")
-    for deployment in planned:
-        crons = ", ".join(str(s.schedule.cron) for s in deployment.schedules or [])  # type: ignore[union-attr]
-        console.print(f"  {deployment.flow_name}/{deployment.name}: {crons}")
-    serve_deployments(planned)
+    with prefect_api() as api:
+        where = api or "Prefect's temporary server (PREFECT_SERVER_EPHEMERAL_ENABLED=true)"
+        console.print(f"serving {len(planned)} deployment(s) on {where}:")
+        for deployment in planned:
+            crons = ", ".join(str(s.schedule.cron) for s in deployment.schedules or [])  # type: ignore[union-attr]
+            console.print(f"  {deployment.flow_name}/{deployment.name}: {crons}")
+        serve_deployments(planned)
 
 
 def _print_score(result: ScoreResult) -> None:

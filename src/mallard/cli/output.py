@@ -96,8 +96,22 @@ def cell_text(value: object) -> str:
 
 def run_flow(flow: Callable[..., R], **parameters: Any) -> R:
     """Run a Prefect flow by keyword; a user error inside it is re-raised as its MallardError
-    (the flow run is recorded as Failed with the same one-line message)."""
-    return flow(**parameters)
+    (the flow run is recorded as Failed with the same one-line message).
+
+    Paths are made absolute first (the warehouse too), so the parameters Prefect stores work
+    from any folder, e.g. a retry from the UI. The flow reports to `prefect_api()`'s server."""
+    from mallard.cli.prefect_api import prefect_api
+    from mallard.core.config import warehouse_path
+
+    if "warehouse_file" in parameters:
+        parameters["warehouse_file"] = warehouse_path(parameters["warehouse_file"])
+    for key, value in parameters.items():
+        if isinstance(value, Path):
+            parameters[key] = value.absolute()
+        elif key == "input_path" and isinstance(value, str):  # a file or glob
+            parameters[key] = os.path.abspath(value)
+    with prefect_api():
+        return flow(**parameters)
 
 
 def checked_spec(path: Path) -> Spec:

@@ -9,6 +9,9 @@ from mallard.core.errors import WarehouseError
 
 WAREHOUSE_ENV = "MALLARD_WAREHOUSE"
 LOCK_TIMEOUT_ENV = "MALLARD_LOCK_TIMEOUT"
+HOME_ENV = "MALLARD_HOME"  # mallard's own state: the local Prefect server's home, pid and log
+PREFECT_PORT_ENV = "MALLARD_PREFECT_PORT"
+DEFAULT_PREFECT_PORT = 4200  # Prefect's own default: the UI where users look for it
 DEFAULT_WAREHOUSE = Path("warehouse.duckdb")
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 
@@ -41,6 +44,18 @@ def lock_timeout_s() -> float:
             f"{DEFAULT_LOCK_TIMEOUT_S:g}, or unset it for the default"
         )
     return seconds
+
+
+def mallard_home() -> Path:
+    """$MALLARD_HOME, else ~/.mallard: where mallard's local Prefect server keeps its state."""
+    from_env = os.environ.get(HOME_ENV)
+    return Path(from_env) if from_env else Path.home() / ".mallard"
+
+
+def prefect_port() -> int:
+    """The port mallard's local Prefect server prefers ($MALLARD_PREFECT_PORT, else 4200)."""
+    raw = os.environ.get(PREFECT_PORT_ENV)
+    return int(raw) if raw else DEFAULT_PREFECT_PORT
 
 
 def configure_prefect_environment() -> None:

@@ -46,3 +46,9 @@ class ModelIntegrityError(MallardError):
 
 class ReadCopyError(WarehouseError):
     """The analysts' read copy could not be refreshed; the warehouse itself is untouched."""
+
+
+class PrefectApiError(MallardError):
+    """The Prefect API a command needs is unreachable or could not be started."""
+
+    exit_code = 2

@@ -1,0 +1,94 @@
+"""`mallard --version`, help texts that keep their brackets, an unreachable PREFECT_API_URL as
+one line (exit 2), and mallard's long-lived local Prefect server (start, reuse, status, stop)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mallard import __version__
+from mallard.cli import app
+from tests.flows.conftest import free_port
+
+runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"mallard {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("command", "text"),
+    [
+        (["serve", "--help"], "[schedule]"),
+        (["demo", "--help"], "[default: per example]"),
+        (["run", "--help"], "[default: ./warehouse.duckdb]"),
+    ],
+)
+def test_help_keeps_bracketed_text(command: list[str], text: str) -> None:
+    result = runner.invoke(app, command, env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert text in result.output
+
+
+def test_an_unreachable_prefect_api_is_one_line_naming_it(
+    housing_spec: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    data = housing_spec.parent / "data" / "housing.csv"
+
+    result = runner.invoke(app, ["validate", str(housing_spec), str(data)])
+
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and url in lines[0] and "unreachable" in lines[0], result.output
+
+
+@pytest.mark.slow
+def test_the_local_server_starts_once_is_reused_and_stops(
+    housing_spec: Path, tmp_path: Path
+) -> None:
+    env = dict(os.environ, MALLARD_HOME=str(tmp_path / "home"))
+    env["MALLARD_PREFECT_PORT"] = str(free_port())
+    env.pop("PREFECT_SERVER_EPHEMERAL_ENABLED", None)  # conftest's: Prefect's temporary server
+    env.pop("PREFECT_API_URL", None)
+
+    def mallard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mallard.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    try:
+        assert mallard("server", "status").returncode == 1
+        first = mallard("server", "start")
+        assert first.returncode == 0, first.stderr
+        assert "started" in first.stdout and env["MALLARD_PREFECT_PORT"] in first.stdout
+        again = mallard("server", "start")
+        assert "already running" in again.stdout
+        assert mallard("server", "status").returncode == 0
+
+        data = housing_spec.parent / "data" / "housing.csv"
+        started = time.monotonic()
+        checked = mallard("validate", str(housing_spec), str(data), "-w", str(tmp_path / "w.db"))
+        took = time.monotonic() - started
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "starting a local Prefect server" not in checked.stderr  # reused
+        assert "Starting temporary server" not in checked.stdout + checked.stderr
+        print(f"validate with the local server up: {took:.1f} s")
+    finally:
+        stopped = mallard("server", "stop")
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert mallard("server", "status").returncode == 1
