@@ -154,7 +154,8 @@ def test_applied_deployments_read_back_from_prefect(tmp_path: Path) -> None:
     }
     assert score.parameters["input_path"] == str(tmp_path / "incoming" / "*.csv")
     assert Path(score.parameters["spec_path"]).is_absolute()
-    assert {"mallard", "served-housing"} <= set(train.tags)
+    assert {"mallard", "served-housing", "train", "regression"} <= set(train.tags)
+    assert {"mallard", "served-housing", "score", "regression"} <= set(score.tags)
     # module paths, so a served run imports the installed package from any directory
     assert train.entrypoint == "mallard.flows.train.train"
     assert score.entrypoint == "mallard.flows.score.score"
@@ -165,3 +166,18 @@ def test_cron_nicknames_prefect_accepts_are_accepted(tmp_path: Path) -> None:
     text = spec_text() + '\n[schedule]\ntrain = "@daily"\n'
     spec = parse_spec(text, tmp_path / "housing.toml")
     assert spec.schedule.train == "@daily"
+
+
+def test_deployment_parameters_given_as_json_strings_become_paths(tmp_path: Path) -> None:
+    """A deployment's parameters arrive as JSON strings; the flows' parameter validation must
+    coerce them (issue 10: served runs failed with "'str' object has no attribute 'exists'")."""
+    from mallard.flows.score import score
+    from mallard.flows.train import train
+    from mallard.flows.validate import validate_data
+
+    given = {"spec_path": str(tmp_path / "s.toml"), "warehouse_file": str(tmp_path / "w.db")}
+    for flow, extra in ((train, {}), (score, {"input_path": "in/*.csv"}), (validate_data, {})):
+        checked = flow.validate_parameters({**given, **extra})
+        assert checked["spec_path"] == tmp_path / "s.toml", flow.name
+        assert checked["warehouse_file"] == tmp_path / "w.db", flow.name
+        assert isinstance(checked["warehouse_file"], Path), flow.name

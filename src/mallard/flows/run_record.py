@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from prefect import get_run_logger
+from prefect import get_run_logger, tags
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.context import FlowRunContext
 
 from mallard import warehouse
 from mallard.core.catalogue import greater_is_better
@@ -25,6 +27,7 @@ from mallard.core.errors import InputError, MallardError
 from mallard.core.lineage import code_version, library_versions
 from mallard.core.spec import Spec
 from mallard.warehouse import RunBundle, RunRecord
+from mallard.warehouse.reaper import this_process
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -66,6 +69,7 @@ class RecordedRun:
 
 def start_record(spec: Spec, run_id: str, flow: str) -> RunRecord:
     primary = spec.primary_metric
+    owner = this_process()  # so a later command can tell this run died (warehouse/reaper.py)
     return RunRecord(
         run_id=run_id,
         pipeline=spec.pipeline.name,
@@ -81,6 +85,9 @@ def start_record(spec: Spec, run_id: str, flow: str) -> RunRecord:
         code_version=code_version(),
         versions=library_versions(),
         flow=flow,
+        pid=owner.pid,
+        hostname=owner.hostname,
+        process_started_at=owner.started_at,
     )
 
 
@@ -104,8 +111,11 @@ def recorded_run(
     if not run.replaces_succeeded:
         warehouse.record_run_started(db, run.record)
     logger.info("%s run %s started; warehouse %s", flow, run.run_id, db)
+    labels = run_tags(run.record)
+    _label_prefect_run(run.record, labels)
     try:
-        yield run
+        with tags(*labels):  # every task run of the body carries them too
+            yield run
     except MallardError as exc:
         logger.error(str(exc))
         _record_failure(run, str(exc))
@@ -115,6 +125,38 @@ def recorded_run(
         raise
     if not run.committed:
         raise RuntimeError(f"the {flow} flow ended without committing run {run.run_id}")
+
+
+def run_tags(record: RunRecord) -> list[str]:
+    """Prefect tags of a run: mallard, the pipeline, the flow and the task kind."""
+    return ["mallard", record.pipeline, record.flow, record.task]
+
+
+def flow_run_name(record: RunRecord) -> str:
+    """The Prefect flow-run name: the run id, which starts with the pipeline name (a reused
+    --run-id that does not gets the pipeline in front)."""
+    if record.run_id.startswith(f"{record.pipeline}-"):
+        return record.run_id
+    return f"{record.pipeline}-{record.run_id}"
+
+
+def _label_prefect_run(record: RunRecord, labels: list[str]) -> None:
+    """Rename the current Prefect flow run after the mallard run and tag it, so the Runs list
+    of the UI tells pipelines and runs apart (the run id is known only once the flow started)."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    flow_run = context.flow_run
+    if not isinstance(context.client, SyncPrefectClient):  # mallard's flows are sync
+        return
+    try:
+        context.client.update_flow_run(
+            flow_run.id,
+            name=flow_run_name(record),
+            tags=sorted({*flow_run.tags, *labels}),
+        )
+    except Exception as exc:  # naming is a convenience: never fail the run for it
+        get_run_logger().warning("could not rename the Prefect flow run: %r", exc)
 
 
 def _check_reuse(earlier: dict[str, Any], record: RunRecord) -> None:

@@ -16,7 +16,8 @@ from mallard.flows.train import train
 
 def deployments(spec: Spec, warehouse_file: Path) -> list[RunnerDeployment]:
     """One deployment per cron in the spec, named after the pipeline, with absolute paths so
-    the served runs do not depend on the directory they start in."""
+    the served runs do not depend on the directory they start in. Their runs are tagged
+    mallard, the pipeline, the flow and the task kind (as CLI runs are, see run_record)."""
     name = spec.pipeline.name
     warehouse_file = Path(warehouse_file).resolve()
     planned: list[Any] = []  # to_deployment's annotation admits a coroutine; called sync, it isn't
@@ -29,7 +30,7 @@ def deployments(spec: Spec, warehouse_file: Path) -> list[RunnerDeployment]:
                     "spec_path": str(spec.spec_path),
                     "warehouse_file": str(warehouse_file),
                 },
-                tags=["mallard", name],
+                tags=["mallard", name, "train", spec.pipeline.task],
                 entrypoint_type=EntrypointType.MODULE_PATH,
                 description=f"Retrain pipeline {name} from {spec.spec_path}",
             )
@@ -47,7 +48,7 @@ def deployments(spec: Spec, warehouse_file: Path) -> list[RunnerDeployment]:
                     "input_path": str(pattern),
                     "warehouse_file": str(warehouse_file),
                 },
-                tags=["mallard", name],
+                tags=["mallard", name, "score", spec.pipeline.task],
                 entrypoint_type=EntrypointType.MODULE_PATH,
                 description=f"Score {pattern} with the champion of {name}",
             )
