@@ -17,7 +17,7 @@ import duckdb
 
 from mallard.core.errors import WarehouseError
 from mallard.spec_sql import lock_down
-from mallard.warehouse.connection import retry_on_lock
+from mallard.warehouse.connection import refuse_unusable_path, require_mallard_schema, retry_on_lock
 
 
 @contextmanager
@@ -38,10 +38,13 @@ def untrusted_connection(
             raise WarehouseError(
                 f"no warehouse at {db}: run a pipeline first (`mallard demo` or `mallard run SPEC`)"
             )
+        refuse_unusable_path(db)
         con = retry_on_lock(
             db, lambda: duckdb.connect(str(db), read_only=True), timeout_s=timeout_s
         )
     try:
+        if db is not None:
+            require_mallard_schema(con, db)
         lock_down(con, allowed_directories, allowed_paths)
         yield con
     finally:
