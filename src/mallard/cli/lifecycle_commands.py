@@ -204,12 +204,13 @@ def report(
     warehouse: WarehouseOption = None,
 ) -> None:
     """Write a run's self-contained HTML report (plots inline; opens with no network)."""
+    from mallard.cli.paths import output_file, write_text
     from mallard.core.config import warehouse_path
     from mallard.report import render_report
 
+    target = output_file(output or Path(f"{run_id.replace(':', '_')}.html"), "--output")
     html = render_report(warehouse_path(warehouse), run_id)
-    target = output or Path(f"{run_id.replace(':', '_')}.html")
-    target.write_text(html, encoding="utf-8")
+    write_text(target, html, "the report")
     console.print(f"report of {run_id}: {target} ({len(html) // 1024} KB)")
 
 

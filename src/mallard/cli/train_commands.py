@@ -159,12 +159,17 @@ def snapshot(
 ) -> None:
     """Copy the warehouse for BI tools and long reads (they then never lock the live file).
     The copy opens in DuckDB 1.4+ and 2.x clients."""
+    from mallard.cli.paths import output_file, output_folder
     from mallard.core.config import warehouse_path
     from mallard.warehouse.snapshot import export_parquet
     from mallard.warehouse.snapshot import snapshot as copy_warehouse
 
     if target is None and parquet is None:
         raise InputError("name a copy to write (e.g. bi.duckdb), or --parquet DIR")
+    if target is not None:
+        output_file(target, "the snapshot")
+    if parquet is not None:
+        output_folder(parquet, "--parquet")
     db = warehouse_path(warehouse)
     if target is not None:
         tables = copy_warehouse(db, target, overwrite=force)
