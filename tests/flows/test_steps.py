@@ -19,6 +19,8 @@ STEP_MODULES = {
     "build_ensemble": "ensembles",
     "evaluation_table": "evaluate",
     "register_models": "register",
+    "select_champion": "uncertainty",
+    "finalize": "uncertainty",
     "champion_decision": "champion",
     "audit_run": "audit",
 }

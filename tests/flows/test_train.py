@@ -21,8 +21,10 @@ def test_train_writes_one_complete_run(housing_spec: Path, db: Path) -> None:
     assert counts["quarantine"] == result.n_invalid > 0  # the generator plants bad rows
     # ridge 2 configs + tree 2 configs + baseline 1 config, x 3 folds x 4 metrics
     assert counts["cv_results"] == (2 + 2 + 1) * 3 * 4
-    # 3 models x (cv, validation, test) x 4 metrics
-    assert counts["metrics"] == 3 * 3 * 4
+    # 3 models x (cv, validation, test) x 4 metrics, plus the selection CV on the primary metric
+    assert counts["metrics"] == 3 * 3 * 4 + 3
+    # the 3 evaluated models and the champion candidate refitted on every labelled row
+    assert counts["models"] == 4
     run = warehouse.run_record(db, result.run_id)
     assert run is not None and run["status"] == "succeeded"
     assert run["data_sha256"] and len(run["data_sha256"]) == 64

@@ -213,8 +213,9 @@ def _print_result(result: RunResult) -> None:
 
 
 def _print_leaderboard(board: pl.DataFrame, title: str) -> None:
-    """Rank, candidate name and the primary metric on test, validation and CV (clustering has
-    one number per model, on all rows)."""
+    """Rank, candidate and the primary metric: on test with its bootstrap 95 % interval, and
+    the selection CV (train + validation rows, what the rank is on) as mean ± std. Clustering
+    has one number per model, on all rows."""
     import polars as pl
 
     metric = board["metric"][0]
@@ -223,11 +224,28 @@ def _print_leaderboard(board: pl.DataFrame, title: str) -> None:
         pl.col("rank"),
         pl.col("model_id").str.split(":").list.last().alias("model"),
         pl.col("family"),
-        pl.col("value").alias(f"test {metric}" if held_out else metric),
     ]
-    if held_out:
-        columns += [
-            pl.col("validation_value").alias(f"validation {metric}"),
-            pl.col("cv_value").alias(f"cv {metric}"),
-        ]
+    if not held_out:
+        print_frame(board.select(*columns, pl.col("value").alias(metric)), title=title)
+        return
+    columns.append(
+        pl.format("{} [{}, {}]", *(_sig(c) for c in ("value", "value_low", "value_high"))).alias(
+            f"test {metric} [95% CI]"
+        )
+    )
+    if board["selection_value"].is_not_null().any():
+        columns.append(
+            pl.format("{} ± {}", _sig("selection_value"), _sig("selection_std")).alias(
+                f"cv {metric} (ranked)"
+            )
+        )
+    else:  # runs from before the selection CV were ranked on validation
+        columns.append(pl.col("validation_value").alias(f"validation {metric} (ranked)"))
     print_frame(board.select(columns), title=title)
+
+
+def _sig(column: str) -> pl.Expr:
+    """4 significant figures as text, '—' for a missing number: one way to print a metric."""
+    import polars as pl
+
+    return pl.col(column).round_sig_figs(4).cast(pl.String).fill_null("—")

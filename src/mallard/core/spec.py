@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,11 +127,27 @@ class EvaluateSection(_Section):
         pattern=r"^(f1|balanced_accuracy|max_recall_at_precision:0?\.\d+|max_precision_at_recall:0?\.\d+)$",
     )
     positive_class: str | None = None  # binary: the class precision/recall/F1 refer to
+    # Refit the chosen configuration on every labelled row (train + validation + test) and
+    # deploy that; the evaluated model stays registered beside it, linked, with the test figures.
+    finalize: bool = True
 
 
 class PromoteSection(_Section):
     policy: Literal["auto", "manual"] = "auto"
-    min_improvement: float = Field(default=0.0, ge=0.0)
+    # A number in the metric's units, or "<k>se": k standard errors of the new model's test
+    # metric (from its bootstrap interval), so a gain inside the noise does not promote.
+    min_improvement: float | str = 0.0
+
+    @field_validator("min_improvement")
+    @classmethod
+    def _number_or_standard_errors(cls, value: float | str) -> float | str:
+        if isinstance(value, str):
+            if not re.fullmatch(r"\d+(\.\d+)?se", value.strip()):
+                raise ValueError(f"'{value}' is neither a number nor like \"1se\" or \"2se\"")
+            return value.strip()
+        if value < 0:
+            raise ValueError("must be 0 or more")
+        return value
 
 
 class ScoreSchedule(_Section):

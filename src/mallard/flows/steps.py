@@ -24,6 +24,7 @@ from mallard.tasks import (
     register,
     split,
     tune,
+    uncertainty,
     validate,
 )
 
@@ -48,5 +49,7 @@ build_ensemble = step(name="build_ensemble", task_run_name="ensemble-{name}")(
 )
 evaluation_table = step(name="evaluation_table")(evaluate.evaluation_table)
 register_models = step(name="register_models")(register.register_models)
+select_champion = step(name="select_champion")(uncertainty.select_champion)
+finalize = step(name="finalize")(uncertainty.finalize)
 champion_decision = step(name="champion_decision")(champion.champion_decision)
 audit_run = step(name="audit_run")(audit.audit_run)

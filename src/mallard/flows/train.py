@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -18,7 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from threadpoolctl import threadpool_limits
 
 from mallard import warehouse
-from mallard.core.catalogue import ENSEMBLES
+from mallard.core.catalogue import ENSEMBLES, greater_is_better
 from mallard.core.config import warehouse_path
 from mallard.core.spec import Spec
 from mallard.flows import steps, user_error_logs
@@ -27,8 +28,9 @@ from mallard.flows.publish import publish
 from mallard.flows.run_record import RecordedRun, recorded_run
 from mallard.tasks.audit import Audit, RunContext
 from mallard.tasks.cluster import segment_tables
-from mallard.tasks.evaluate import Evaluation, best_model_id
+from mallard.tasks.evaluate import Evaluation, model_id
 from mallard.tasks.features import Features
+from mallard.tasks.metrics import scorers
 from mallard.tasks.plan import candidates_with_baseline, not_features, search_plan, split_column
 from mallard.tasks.promote import Decision, promotion_rows
 from mallard.tasks.register import Lineage, Registered
@@ -37,6 +39,8 @@ from mallard.tasks.validate import Validated
 from mallard.warehouse import RunBundle
 
 user_error_logs.install()
+
+FINAL_SUFFIX = ".final"  # the candidate name of a finalized refit: ridge -> ridge.final
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,8 @@ class RunResult:
     warehouse: Path
     n_rows: int
     n_invalid: int
-    best_model_id: str  # best non-baseline model on the validation split (clustering: all rows)
+    best_model_id: str  # the champion candidate's evaluated model (chosen on CV, never dummy)
+    deployed_model_id: str  # what promotion would deploy: its refit on all labelled rows
     primary_metric: str
     promoted: bool
     promotion_reason: str
@@ -75,6 +80,7 @@ def train(
     spec = load_checked_spec(Path(spec_path), spec_toml)
     db = warehouse_path(warehouse_file)
     champion = warehouse.champion(db, spec.pipeline.name, ignore_run_id=run_id)
+    champion_evaluated = _evaluated_sibling(db, champion)
     # Parallelism lives at the candidate level (one task per candidate). Evaluation, importance
     # and registration call predict thousands of times on small frames, where OpenMP/BLAS
     # threads cost more to start than they save (measured: 57 s -> 3 s for one audit).
@@ -93,25 +99,47 @@ def train(
         context = _context(spec, run, features, plan)
         tuned = _tune_all(spec, context, plan)
         evaluation = steps.evaluation_table(
-            run.run_id, tuned, features, context.split, plan.target, _row_index(rows, features)
+            run.run_id,
+            tuned,
+            features,
+            context.split,
+            plan.target,
+            _row_index(rows, features),
+            spec.pipeline.seed,
         )
+        chosen = _choose(run, context, plan, tuned)
+        final = _finalized(spec, context, plan, chosen.tuned)
         registered = steps.register_models(
-            run.run_id, tuned, features, context.split, _lineage(spec, run), plan.target
+            run.run_id, [*tuned, *final], features, context.split, _lineage(spec, run), plan.target
         )
-        best_id = best_model_id(evaluation.metrics, plan.primary, _judged_on(context))
         decision = steps.champion_decision(
             context,
             pipeline=spec.pipeline.name,
-            best_id=best_id,
+            best_id=chosen.model_id,
+            deployed_id=model_id(run.run_id, (final or [chosen.tuned])[0].name),
             metrics=evaluation.metrics,
             champion=champion,
+            champion_evaluated=champion_evaluated,
             rule=spec.promote,
             may_promote=may_promote,
         )
-        _log_decision(best_id, decision)
-        checks = steps.audit_run(context, tuned=tuned, best_id=best_id, fairness=spec.fairness)
+        _log_decision(chosen.model_id, decision)
+        checks = steps.audit_run(
+            context, tuned=tuned, best_id=chosen.model_id, fairness=spec.fairness
+        )
         _log_audit(checks)
-        run.commit(_bundle(run, rows, tuned, evaluation, registered, decision, checks, context))
+        run.commit(
+            _bundle(
+                run,
+                rows,
+                tuned,
+                evaluation.with_metrics(chosen.metrics),
+                _linked(registered, chosen, final, context),
+                decision,
+                checks,
+                context,
+            )
+        )
     warnings = publish(db, run.run_id, spec.pipeline.name)
     return RunResult(
         run_id=run.run_id,
@@ -120,12 +148,97 @@ def train(
         warehouse=db,
         n_rows=rows.n_rows,
         n_invalid=rows.n_invalid,
-        best_model_id=best_id,
+        best_model_id=chosen.model_id,
+        deployed_model_id=decision.model_id,
         primary_metric=plan.primary,
         promoted=decision.promoted,
         promotion_reason=decision.reason,
         warnings=tuple(warnings),
     )
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The champion candidate of a run, and the evidence it was chosen on."""
+
+    tuned: Tuned
+    model_id: str
+    metrics: pl.DataFrame | None  # split 'selection' rows of ml.metrics (None: clustering)
+
+
+def _evaluated_sibling(db: Path, champion: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A finalized champion is judged through the model of its configuration that was
+    evaluated without the test rows (ml.models.evaluated_model_id)."""
+    if champion is None or not champion.get("evaluated_model_id"):
+        return None
+    return warehouse.model(db, str(champion["evaluated_model_id"]))
+
+
+def _choose(run: RecordedRun, context: RunContext, plan: SearchPlan, tuned: list[Tuned]) -> Chosen:
+    """Supervised: the best mean over CV on train + validation rows (repeated on small data),
+    never the dummy. Clustering: the best internal validity on all rows."""
+    if context.split is None:
+        metric = greater_is_better(plan.primary)
+        best = max(
+            tuned, key=lambda t: t.cv_means.get(plan.primary, float("-inf")) * (1 if metric else -1)
+        )
+        run.learned(selection_rule=f"best {plan.primary} on all rows (clustering)")
+        return Chosen(tuned=best, model_id=model_id(run.run_id, best.name), metrics=None)
+    labelled = np.concatenate([context.split.train, context.split.validation])
+    scorer = scorers(plan.target, None)[plan.primary]
+    selection = steps.select_champion(tuned, context.features, labelled, plan, scorer)
+    run.learned(selection_rule=selection.rule)
+    get_run_logger().info("select: %s (%s)", selection.champion, selection.rule)
+    best = next(t for t in tuned if t.name == selection.champion)
+    rows = selection.summary.select(
+        pl.concat_str(pl.lit(f"{run.run_id}:"), "candidate").alias("model_id"),
+        "family",
+        pl.lit("selection").alias("split"),
+        pl.lit(selection.metric).alias("metric"),
+        pl.col("mean").alias("value"),
+        "std",
+        pl.col("n_folds").cast(pl.Int32),
+        pl.lit(None, pl.Float64).alias("ci_low"),
+        pl.lit(None, pl.Float64).alias("ci_high"),
+    )
+    return Chosen(tuned=best, model_id=model_id(run.run_id, best.name), metrics=rows)
+
+
+def _finalized(spec: Spec, context: RunContext, plan: SearchPlan, best: Tuned) -> list[Tuned]:
+    """The chosen configuration refitted on every labelled row: what gets deployed."""
+    if context.split is None or not spec.evaluate.finalize:
+        return []
+    split = context.split
+    labelled = np.concatenate([split.train, split.validation, split.test])
+    model = steps.finalize(best, context.features, labelled, plan)
+    threshold = getattr(model, "best_threshold_", best.threshold)
+    get_run_logger().info("finalize: %s refitted on all %d labelled rows", best.name, len(labelled))
+    return [
+        replace(
+            best,
+            name=f"{best.name}{FINAL_SUFFIX}",
+            model=model,
+            threshold=None if threshold is None else float(threshold),
+        )
+    ]
+
+
+def _linked(
+    registered: Registered, chosen: Chosen, final: list[Tuned], context: RunContext
+) -> Registered:
+    """ml.models rows say what each model was fitted on; a finalized refit points at the
+    evaluated model whose test figures describe it."""
+    final_ids = {model_id(context.run_id, t.name) for t in final}
+    trained_on = "all" if context.split is None else "train"
+    models = registered.models.with_columns(
+        evaluated_model_id=pl.when(pl.col("model_id").is_in(list(final_ids)))
+        .then(pl.lit(chosen.model_id))
+        .otherwise(pl.lit(None, pl.String)),
+        trained_on=pl.when(pl.col("model_id").is_in(list(final_ids)))
+        .then(pl.lit("labelled"))
+        .otherwise(pl.lit(trained_on)),
+    )
+    return replace(registered, models=models)
 
 
 def _context(spec: Spec, run: RecordedRun, features: Features, plan: SearchPlan) -> RunContext:

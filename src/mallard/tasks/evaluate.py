@@ -3,17 +3,18 @@ report needs: test-split predictions and, for classes, confusion counts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from mallard.core.catalogue import BASELINE, greater_is_better
 from mallard.tasks.features import Features
 from mallard.tasks.metrics import Target, score_all, scorers
 from mallard.tasks.split import Split
 from mallard.tasks.tune import Tuned
+from mallard.tasks.uncertainty import cv_summary, holdout_intervals
 
 METRIC_COLUMNS = {
     "model_id": pl.String,
@@ -21,7 +22,16 @@ METRIC_COLUMNS = {
     "split": pl.String,
     "metric": pl.String,
     "value": pl.Float64,
+    "std": pl.Float64,  # cv and selection rows: standard deviation over folds
+    "n_folds": pl.Int32,
+    "ci_low": pl.Float64,  # test rows: seeded bootstrap 95 % interval
+    "ci_high": pl.Float64,
 }
+# Resamples for the test-split intervals: percentile intervals settle by a few hundred, and the
+# resamples reuse one prediction pass, so the cost is metric arithmetic on the test rows.
+TEST_BOOTSTRAP = 400
+LARGE_TEST_ROWS = 100_000  # beyond this, fewer resamples: each costs a pass over the rows
+LARGE_TEST_BOOTSTRAP = 100
 PREDICTION_COLUMNS = {
     "model_id": pl.String,
     "split": pl.String,
@@ -40,6 +50,20 @@ class Evaluation:
     predictions: pl.DataFrame  # test-split predictions of every model (PREDICTION_COLUMNS)
     confusion: pl.DataFrame  # classification: model_id, split, actual, predicted, n
 
+    def with_metrics(self, extra: pl.DataFrame | None) -> Evaluation:
+        """The same evaluation with more ml.metrics rows (e.g. the selection CV)."""
+        if extra is None or extra.is_empty():
+            return self
+        rows = extra.select(list(METRIC_COLUMNS)).cast(pl.Schema(METRIC_COLUMNS))
+        return replace(self, metrics=pl.concat([self.metrics, rows]))
+
+
+def _cv_spread(result: Tuned) -> dict[str, tuple[float | None, int | None]]:
+    """metric -> (std over folds, folds) of the candidate's best parameters."""
+    shown = json.dumps(result.best_params, sort_keys=True)
+    rows = cv_summary(result.cv_results).filter(pl.col("params") == shown)
+    return {r["metric"]: (r["std"], r["n_folds"]) for r in rows.iter_rows(named=True)}
+
 
 def model_id(run_id: str, candidate: str) -> str:
     return f"{run_id}:{candidate}"
@@ -52,25 +76,45 @@ def evaluation_table(
     split: Split | None,
     target: Target,
     row_index: pl.Series,
+    seed: int = 0,
 ) -> Evaluation:
-    """cv (mean over folds of the best params), validation and test metrics of every candidate;
-    clustering has no holdout, its metrics are on all rows (split 'all')."""
+    """cv (mean ± std over folds of the best params), validation and test metrics (test with a
+    seeded bootstrap 95 % interval) of every candidate; clustering has no holdout, its metrics
+    are on all rows (split 'all')."""
     rows: list[tuple[Any, ...]] = []
     predictions, confusion = [], []
     for result in tuned:
         mid = model_id(run_id, result.name)
         if split is None:
-            rows += [(mid, result.family, "all", m, v) for m, v in result.cv_means.items()]
+            rows += [
+                (mid, result.family, "all", m, v, None, None, None, None)
+                for m, v in result.cv_means.items()
+            ]
             continue
-        rows += [(mid, result.family, "cv", m, v) for m, v in result.cv_means.items()]
+        spread = _cv_spread(result)
+        rows += [
+            (mid, result.family, "cv", m, v, *spread.get(m, (None, None)), None, None)
+            for m, v in result.cv_means.items()
+        ]
         scoring = scorers(target, result.model)
         assert features.y is not None
-        for split_name, positions in (("validation", split.validation), ("test", split.test)):
-            X, y = features.X[positions], features.y[positions]
-            scores = score_all(scoring, result.model, X, y)
-            rows += [(mid, result.family, split_name, m, v) for m, v in scores.items()]
-            if target.task == "classification":
-                confusion.append(_confusion(mid, split_name, y, result.model.predict(X)))
+        X, y = features.X[split.validation], features.y[split.validation]
+        scores = score_all(scoring, result.model, X, y)
+        rows += [
+            (mid, result.family, "validation", m, v, None, None, None, None)
+            for m, v in scores.items()
+        ]
+        if target.task == "classification":
+            confusion.append(_confusion(mid, "validation", y, result.model.predict(X)))
+        X, y = features.X[split.test], features.y[split.test]
+        resamples = TEST_BOOTSTRAP if len(y) <= LARGE_TEST_ROWS else LARGE_TEST_BOOTSTRAP
+        intervals = holdout_intervals(scoring, result.model, X, y, n_boot=resamples, seed=seed)
+        rows += [
+            (mid, result.family, "test", m, i.estimate, None, None, i.low, i.high)
+            for m, i in intervals.items()
+        ]
+        if target.task == "classification":
+            confusion.append(_confusion(mid, "test", y, result.model.predict(X)))
         predictions.append(_predictions(mid, result.model, features, split.test, target, row_index))
     return Evaluation(
         metrics=pl.DataFrame(rows, schema=METRIC_COLUMNS, orient="row"),
@@ -132,12 +176,3 @@ def _confusion(
         .select("model_id", "split", "actual", "predicted", pl.col("n").cast(pl.Int64))
         .sort("actual", "predicted")
     )
-
-
-def best_model_id(metrics: pl.DataFrame, primary: str, split: str) -> str:
-    """The champion candidate: chosen on validation, so the test split stays a fair judge."""
-    scores = metrics.filter((pl.col("split") == split) & (pl.col("metric") == primary)).sort(
-        "value", descending=greater_is_better(primary), nulls_last=True
-    )
-    real = scores.filter(pl.col("family") != BASELINE)
-    return str((real if real.height else scores)["model_id"][0])

@@ -353,6 +353,73 @@ ML_COMMENTS_5: dict[tuple[str, str], str] = {
 }
 
 
+# Migration 6: uncertainty (std over folds, test intervals), the selection rule and finalized
+# models. CREATE OR REPLACE VIEW drops a view's comments, so the leaderboard's are set again.
+ML_COMMENTS_6: dict[tuple[str, str], str] = {
+    ("metrics", "split"): "cv (mean over the tuning folds of the best params) | selection (mean "
+    "over the CV on train + validation rows the champion is chosen on) | validation (a reported "
+    "check) | test (untouched estimate) | all (clustering: every row, no holdout)",
+    ("metrics", "std"): "cv and selection rows: standard deviation of the metric over folds",
+    ("metrics", "n_folds"): "cv and selection rows: how many folds the mean is over",
+    ("metrics", "ci_low"): "test rows: lower end of the seeded bootstrap 95 % interval",
+    ("metrics", "ci_high"): "test rows: upper end of the seeded bootstrap 95 % interval",
+    ("runs", "selection_rule"): "train runs: how the champion candidate was chosen, in words",
+    ("models", "evaluated_model_id"): "a finalized model (refitted on every labelled row): "
+    "the model of the same configuration whose test figures describe it; else null",
+    ("models", "trained_on"): "rows the model was fitted on: train (the train split) | "
+    "labelled (train + validation + test: the deployable refit) | all (clustering)",
+    ("leaderboard", "pipeline"): "pipeline name",
+    ("leaderboard", "run_id"): _RUN,
+    ("leaderboard", "model_id"): _MODEL,
+    ("leaderboard", "family"): "model family",
+    ("leaderboard", "metric"): "the run's primary metric",
+    ("leaderboard", "value"): "primary metric on the TEST split (clustering: all rows)",
+    ("leaderboard", "value_low"): "TEST split: lower end of the bootstrap 95 % interval",
+    ("leaderboard", "value_high"): "TEST split: upper end of the bootstrap 95 % interval",
+    ("leaderboard", "validation_value"): "primary metric on the VALIDATION split",
+    ("leaderboard", "cv_value"): "primary metric, mean over the tuning CV folds (train split)",
+    ("leaderboard", "cv_std"): "standard deviation of cv_value over the folds",
+    ("leaderboard", "selection_value"): "primary metric, mean over the selection CV on train + "
+    "validation rows; rank is on this (on validation for runs before migration 6)",
+    ("leaderboard", "selection_std"): "standard deviation of selection_value over the folds",
+    ("leaderboard", "rank"): "1 = the way the champion candidate is chosen: best selection_value "
+    "(older runs: validation; clustering: all rows)",
+    ("leaderboard", "finished_at"): "when the run finished",
+}
+LEADERBOARD_6 = """
+CREATE OR REPLACE VIEW ml.leaderboard AS
+WITH per_split AS (
+    SELECT
+        r.pipeline, m.run_id, m.model_id, m.family, m.metric, r.greater_is_better,
+        r.finished_at,
+        max(m.value) FILTER (WHERE m.split IN ('test', 'all')) AS value,
+        max(m.ci_low) FILTER (WHERE m.split = 'test') AS value_low,
+        max(m.ci_high) FILTER (WHERE m.split = 'test') AS value_high,
+        max(m.value) FILTER (WHERE m.split = 'validation') AS validation_value,
+        max(m.value) FILTER (WHERE m.split = 'cv') AS cv_value,
+        max(m.std) FILTER (WHERE m.split = 'cv') AS cv_std,
+        max(m.value) FILTER (WHERE m.split = 'selection') AS selection_value,
+        max(m.std) FILTER (WHERE m.split = 'selection') AS selection_std
+    FROM ml.metrics AS m
+    JOIN ml.runs AS r USING (run_id)
+    WHERE m.metric = r.primary_metric AND r.status = 'succeeded'
+    GROUP BY ALL
+)
+SELECT
+    pipeline, run_id, model_id, family, metric, value, validation_value, cv_value,
+    RANK() OVER (
+        PARTITION BY run_id
+        ORDER BY CASE
+            WHEN greater_is_better THEN -coalesce(selection_value, validation_value, value)
+            ELSE coalesce(selection_value, validation_value, value)
+        END
+    ) AS rank,
+    finished_at, value_low, value_high, cv_std, selection_value, selection_std
+FROM per_split;
+COMMENT ON VIEW ml.leaderboard IS 'One row per evaluated model of each succeeded run on the run''s primary metric, ranked the way the champion is chosen (selection CV on train + validation rows); value is the test split, with its bootstrap 95 % interval.';
+"""
+
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -632,6 +699,24 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         + "".join(
             f'COMMENT ON COLUMN ml.{table}."{column}" IS {_text(text)};\n'
             for (table, column), text in ML_COMMENTS_5.items()
+        ),
+    ),
+    (
+        6,
+        "uncertainty (std over folds, test intervals), selection rule, finalized models",
+        """
+        ALTER TABLE ml.metrics ADD COLUMN std DOUBLE;
+        ALTER TABLE ml.metrics ADD COLUMN n_folds INTEGER;
+        ALTER TABLE ml.metrics ADD COLUMN ci_low DOUBLE;
+        ALTER TABLE ml.metrics ADD COLUMN ci_high DOUBLE;
+        ALTER TABLE ml.runs ADD COLUMN selection_rule VARCHAR;
+        ALTER TABLE ml.models ADD COLUMN evaluated_model_id VARCHAR;
+        ALTER TABLE ml.models ADD COLUMN trained_on VARCHAR;
+        """
+        + LEADERBOARD_6
+        + "".join(
+            f'COMMENT ON COLUMN ml.{table}."{column}" IS {_text(text)};\n'
+            for (table, column), text in ML_COMMENTS_6.items()
         ),
     ),
 ]

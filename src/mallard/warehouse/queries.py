@@ -56,8 +56,8 @@ def leaderboard(db: Path, pipeline: str | None = None, run_id: str | None = None
         run_id = latest.item(0, 0)
     return query_params(
         db,
-        "SELECT pipeline, run_id, model_id, family, metric, value, validation_value, cv_value, "
-        "rank "
+        "SELECT pipeline, run_id, model_id, family, metric, value, value_low, value_high, "
+        "validation_value, cv_value, cv_std, selection_value, selection_std, rank "
         "FROM ml.leaderboard WHERE run_id = ? ORDER BY rank, model_id",
         [run_id],
     )

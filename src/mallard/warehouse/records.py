@@ -38,6 +38,7 @@ class RunRecord:
     pid: int | None = None
     hostname: str | None = None
     process_started_at: datetime | None = None
+    selection_rule: str | None = None  # train runs: how the champion candidate was chosen
 
     def finished(self, status: str, at: datetime, error: str | None = None) -> RunRecord:
         return replace(self, status=status, finished_at=at, error=error)
