@@ -34,11 +34,19 @@ def run(
     run_id: Annotated[
         str | None, typer.Option(help="Reuse a run id: its stored rows are replaced")
     ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MALLARD_DASK_ADDRESS",
+            metavar="tcp://HOST:PORT",
+            help="Run the candidate searches on this Dask scheduler (needs mallard[dask])",
+        ),
+    ] = None,
 ) -> None:
     """Run the train flow of a pipeline spec and print its leaderboard."""
 
     checked_spec(spec)
-    _print_result(_train(spec, warehouse, run_id))
+    _print_result(_train(spec, warehouse, run_id, dask))
 
 
 @app.command()
@@ -189,10 +197,14 @@ def snapshot(
         )
 
 
-def _train(spec: Path, warehouse: Path | None, run_id: str | None) -> RunResult:
+def _train(
+    spec: Path, warehouse: Path | None, run_id: str | None, dask: str | None = None
+) -> RunResult:
+    from mallard.flows.runners import on_dask
     from mallard.flows.train import train
 
-    return run_flow(train, spec_path=spec, warehouse_file=warehouse, run_id=run_id)
+    flow = on_dask(train, dask)
+    return run_flow(flow, spec_path=spec, warehouse_file=warehouse, run_id=run_id)
 
 
 def _print_result(result: RunResult) -> None:

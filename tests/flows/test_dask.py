@@ -1,0 +1,73 @@
+"""The train flow on a Dask cluster of real processes (a scheduler and two one-thread workers on
+127.0.0.1) writes the same rows and the same model bytes as an in-process run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from prefect.settings import PREFECT_API_URL
+
+from mallard.core.errors import InputError
+from mallard.flows.runners import LocalDask, check_reachable, local_dask, on_dask
+from mallard.flows.train import train
+
+# Every row a run writes that must not depend on where the candidates ran (run ids aside).
+COMPARED = {
+    "cv_results": "SELECT * EXCLUDE (run_id) FROM ml.cv_results ORDER BY ALL",
+    "metrics": (
+        "SELECT * EXCLUDE (run_id, model_id), split_part(model_id, ':', -1) AS candidate "
+        "FROM ml.metrics ORDER BY ALL"
+    ),
+    "models": (
+        "SELECT candidate, family, params, size_bytes, sha256, trusted_types "
+        "FROM ml.models ORDER BY candidate"
+    ),
+}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalDask]:
+    # Workers report their task runs to the test's Prefect server, not servers of their own.
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    with local_dask(tmp_path / "dask", workers=2, env=env) as started:
+        yield started
+
+
+def rows(db: Path) -> dict[str, list[tuple[object, ...]]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return {table: con.sql(query).fetchall() for table, query in COMPARED.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_dask_run_equals_local_run_and_uses_both_workers(
+    housing_spec: Path, tmp_path: Path, cluster: LocalDask
+) -> None:
+    from distributed import Client
+
+    local = train(housing_spec, tmp_path / "local.duckdb")
+    with Client(cluster.address) as client:
+        client.get_task_stream()  # installs the scheduler's task-stream recorder
+        pids = client.run(os.getpid)  # worker address -> pid
+        remote = on_dask(train, cluster.address)(housing_spec, tmp_path / "dask.duckdb")
+        stream = client.get_task_stream()
+
+    assert remote.best_model_id.split(":")[1] == local.best_model_id.split(":")[1]
+    expected, actual = rows(tmp_path / "local.duckdb"), rows(tmp_path / "dask.duckdb")
+    assert expected["models"] and expected["cv_results"] and expected["metrics"]
+    for table in COMPARED:
+        assert actual[table] == expected[table], table
+    worked = {pids[record["worker"]] for record in stream if record["worker"] in pids}
+    assert worked == set(pids.values()) and len(worked) == 2
+    assert os.getpid() not in worked
+
+
+def test_an_address_nobody_answers_at_fails_in_one_line() -> None:
+    with pytest.raises(InputError, match=r"no Dask scheduler answers at tcp://127\.0\.0\.1:9 "):
+        check_reachable("tcp://127.0.0.1:9")
+    with pytest.raises(InputError, match="must look like tcp://HOST:PORT"):
+        check_reachable("inproc://nothing")
