@@ -99,9 +99,13 @@ def runs(
         pl.when(pl.col("best_value").is_not_null())
         .then(
             pl.format(
-                "{} {}{}",
+                "{} {}{}{}",
                 "metric",
                 pl.col("best_value").round_sig_figs(4),
+                # half the test split's bootstrap 95 % interval, where the run has one
+                pl.when(pl.col("best_half_width").is_not_null())
+                .then(pl.format(" ±{}", pl.col("best_half_width").round_sig_figs(2)))
+                .otherwise(pl.lit("")),
                 pl.when(pl.col("promoted")).then(pl.lit(" *")).otherwise(pl.lit("")),
             )
         )

@@ -79,9 +79,14 @@ class ReportData:
 
     @property
     def ranked_on(self) -> str:
-        """The split the leaderboard ranks on: validation (as the champion candidate is chosen);
-        clustering has no holdout, so all rows."""
-        return "all rows" if self.task == "clustering" else "the validation split"
+        """What the leaderboard ranks on, as the champion candidate is chosen: the selection CV
+        over train + validation rows (validation for runs from before it); clustering has no
+        holdout, so all rows."""
+        if self.task == "clustering":
+            return "all rows"
+        if self.leaderboard.height and self.leaderboard["selection_value"].is_not_null().any():
+            return "cross-validation over the train + validation rows (mean ± std over folds)"
+        return "the validation split"
 
     @property
     def reported_on(self) -> str:

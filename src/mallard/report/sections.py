@@ -134,13 +134,19 @@ def leaderboard(data: ReportData) -> Section:
         return section
     section.notes.append(
         f"Ranked on {data.ranked_on} by the primary metric; the test split (never used to "
-        "choose) and CV (mean over folds) beside it where the task has them."
+        "choose, with its seeded bootstrap 95 % interval) and the tuning CV (mean ± std over "
+        "folds) beside it where the task has them."
     )
     board = data.leaderboard.rename(
         {
             "value": data.reported_on.removeprefix("the ").removesuffix(" split"),
+            "value_low": "test 95% low",
+            "value_high": "test 95% high",
+            "selection_value": "selection cv (mean)",
+            "selection_std": "selection cv (std)",
             "validation_value": "validation",
-            "cv_value": "cv (mean)",
+            "cv_value": "tuning cv (mean)",
+            "cv_std": "tuning cv (std)",
         }
     )
     section.tables.append(table(board, "models"))

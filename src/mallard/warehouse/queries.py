@@ -29,10 +29,13 @@ def runs(db: Path, limit: int = 20) -> pl.DataFrame:
     return query(
         db,
         f"""
-        SELECT run_id, pipeline, flow, status,
-               strftime(started_at, '%Y-%m-%d %H:%M:%S') AS started, seconds,
-               n_rows, n_invalid, primary_metric AS metric, best_value, promoted, error
-        FROM ml.run_summary ORDER BY started_at DESC LIMIT {int(limit)}
+        SELECT s.run_id, s.pipeline, s.flow, s.status,
+               strftime(s.started_at, '%Y-%m-%d %H:%M:%S') AS started, s.seconds,
+               s.n_rows, s.n_invalid, s.primary_metric AS metric, s.best_value,
+               (l.value_high - l.value_low) / 2 AS best_half_width, s.promoted, s.error
+        FROM ml.run_summary AS s
+        LEFT JOIN ml.leaderboard AS l ON l.run_id = s.run_id AND l.model_id = s.best_model_id
+        ORDER BY s.started_at DESC LIMIT {int(limit)}
         """,
     )
 

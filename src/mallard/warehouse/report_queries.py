@@ -29,7 +29,8 @@ _READS: dict[str, str] = {
     "leaderboard": """
         SELECT l.rank, l.model_id,
                coalesce(m.candidate, split_part(l.model_id, ':', -1)) AS candidate,
-               l.family, l.metric, l.value, l.validation_value, l.cv_value
+               l.family, l.metric, l.value, l.value_low, l.value_high, l.selection_value,
+               l.selection_std, l.validation_value, l.cv_value, l.cv_std
         FROM ml.leaderboard AS l LEFT JOIN ml.models AS m USING (model_id)
         WHERE l.run_id = ? ORDER BY l.rank, l.model_id
     """,
@@ -38,7 +39,7 @@ _READS: dict[str, str] = {
         FROM ml.cv_results WHERE run_id = ? ORDER BY candidate, params, metric, fold
     """,
     "metrics": """
-        SELECT model_id, family, split, metric, value
+        SELECT model_id, family, split, metric, value, std, ci_low, ci_high
         FROM ml.metrics WHERE run_id = ? ORDER BY model_id, split, metric
     """,
     "predictions": """
