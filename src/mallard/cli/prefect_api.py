@@ -21,12 +21,8 @@ import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +59,8 @@ def log_file() -> Path:
 
 def healthy(api_url: str, timeout_s: float = 2.0) -> bool:
     """Whether a Prefect API answers its health check."""
+    import urllib.request  # ~60 ms: not on the path of `mallard --help`
+
     try:
         with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout_s) as reply:
             return bool(reply.status == 200)
@@ -173,6 +171,8 @@ def prefect_api() -> Iterator[str | None]:
 
 
 def _spawn(home: Path, port: int) -> LocalServer:
+    import subprocess
+
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(
         PREFECT_HOME=str(home / "prefect"),
@@ -207,6 +207,8 @@ def _wait_healthy(server: LocalServer, timeout_s: float) -> bool:
 
 
 def _free_port(preferred: int) -> int:
+    import socket
+
     for port in (preferred, 0):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:

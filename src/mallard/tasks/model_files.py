@@ -27,11 +27,21 @@ import re
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import skops.io as sio
+from typing import TYPE_CHECKING, Any
 
 from mallard.core.errors import ModelIntegrityError
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _skops_io() -> ModuleType:
+    """skops.io, imported on first use: importing it walks scikit-learn's modules for its
+    trusted-type list (~1-3 s), which flows that never save or load a model should not pay."""
+    import skops.io
+
+    return skops.io
+
 
 __all__ = [
     "LOADABLE_TYPES",
@@ -100,8 +110,8 @@ def save_model(model: Any, allowed: frozenset[str] = LOADABLE_TYPES) -> ModelFil
     `allowed` (such a model could never be scored, so it is not stored)."""
     # Our own object, pickled and unpickled in memory only: nothing untrusted is loaded.
     travelled = pickle.loads(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
-    blob = canonical_skops(sio.dumps(travelled, compression=zipfile.ZIP_DEFLATED))
-    needed = sorted(sio.get_untrusted_types(data=blob))
+    blob = canonical_skops(_skops_io().dumps(travelled, compression=zipfile.ZIP_DEFLATED))
+    needed = sorted(_skops_io().get_untrusted_types(data=blob))
     outside = [name for name in needed if name not in allowed]
     if outside:
         raise ModelIntegrityError(
@@ -129,7 +139,7 @@ def load_model(
             "it was changed after it was saved; refusing to load it"
         )
     try:
-        needed = set(sio.get_untrusted_types(data=blob))
+        needed = set(_skops_io().get_untrusted_types(data=blob))
     except Exception as exc:  # a corrupt zip or schema: nothing in it may run
         raise ModelIntegrityError(
             f"{name} is not a readable skops file ({_one_line(exc)}); refusing to load it"
@@ -148,7 +158,7 @@ def load_model(
         )
     try:
         # skops checks every node again while loading, against this same intersection.
-        return sio.loads(blob, trusted=sorted(allowed & stored))
+        return _skops_io().loads(blob, trusted=sorted(allowed & stored))
     except Exception as exc:
         raise ModelIntegrityError(
             f"{name} could not be loaded: {_one_line(exc)}; refusing to use it"
