@@ -166,10 +166,15 @@ def _search(
     cv = cv_splitter(plan)
     common: dict[str, Any] = {
         "cv": cv,
-        # Fold fits in worker processes (joblib's loky gives each one OpenMP/BLAS thread):
-        # while candidates overlap they share the cores, and the last, longest search still
-        # gets all of them instead of leaving cores idle.
-        "n_jobs": CORES,
+        # Parallelism at one level: the candidates (the flow's task threads), folds in turn.
+        # Folds in joblib's loky workers as well broke runs: joblib keeps ONE loky executor per
+        # process and does not support concurrent searches on it; when one search failed, it
+        # shut the executor down under the others ("The executor underlying Parallel has been
+        # shutdown"), and kill -9 of mallard left the workers behind. Measured on the housing
+        # example (2,000 rows, shipped candidates + baseline, 2 cores under load ~8-11): 31-37 s
+        # with candidates in parallel, 52-59 s with folds in parallel and candidates taking turns,
+        # 56 s with both (the old shared executor).
+        "n_jobs": 1,
         "error_score": "raise",
     }
     n_configs = prod(len(values) for values in grid.values())
