@@ -92,3 +92,39 @@ def test_the_local_server_starts_once_is_reused_and_stops(
         stopped = mallard("server", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert mallard("server", "status").returncode == 1
+
+
+def test_which_api_a_flow_command_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Configured URL first; PREFECT_SERVER_EPHEMERAL_ENABLED=true means Prefect's temporary
+    server (None); a stale record of a dead local server is no server."""
+    from mallard.cli import prefect_api
+
+    monkeypatch.setenv("MALLARD_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_ENABLED", "true")
+    monkeypatch.setattr(prefect_api, "configured_api_url", lambda: None)
+    assert prefect_api.api_url() is None
+
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    prefect_api.state_file().write_text(
+        f'{{"pid": {int(finished.stdout)}, "port": 1, "home": "{tmp_path}"}}'
+    )
+    assert prefect_api.recorded_server() is None
+    assert prefect_api.stop_server() is None and not prefect_api.state_file().exists()
+
+
+def test_the_api_setting_is_scoped_to_the_flow(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mallard.cli import prefect_api
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setattr(prefect_api, "api_url", lambda: "http://127.0.0.1:9/api")
+    with prefect_api.prefect_api() as url:
+        from prefect.settings import PREFECT_API_URL
+
+        assert url == PREFECT_API_URL.value() == os.environ["PREFECT_API_URL"]
+    assert "PREFECT_API_URL" not in os.environ
