@@ -360,3 +360,33 @@ def test_candidate_name_must_be_a_plain_identifier(spec_dir: Path) -> None:
     )
 
     assert "[candidates[0].name]" in message
+
+
+# --- source.id: the rows' key for the scored file ---------------------------------------------
+
+SOURCE = '[source]\npath = "data/housing.csv"'
+
+
+@pytest.mark.parametrize(
+    ("key", "column", "message"),
+    [
+        ('id = "price"', "", "[source.id] 'price' is the target column"),
+        ('id = "email"', 'email = { dtype = "str", pii = "drop" }\n', 'pii = "drop"'),
+        ('id = "zip"', 'zip = { dtype = "str", pii = "generalise" }\n', 'pii = "generalise"'),
+        ('id = "prediction"', "", "[source.id] 'prediction' is a column mallard writes"),
+        ('id = "probability_1"', "", "'probability_1' is a column mallard writes"),
+        ('id = ""', "", "[source.id]"),
+    ],
+)
+def test_bad_source_id_names_the_key(spec_dir: Path, key: str, column: str, message: str) -> None:
+    text = edited(SOURCE, f"{SOURCE}\n{key}\n#")
+    text = edited("[schema.columns]\n", "[schema.columns]\n" + column, text)
+    assert message in load_error(spec_dir, text)
+
+
+def test_source_id_is_never_a_feature(spec_dir: Path) -> None:
+    from mallard.tasks.plan import not_features
+
+    spec = load_spec(write_spec(spec_dir, edited(SOURCE, SOURCE + '\nid = "house_id"\n#')))
+    assert spec.source.id == "house_id"
+    assert "house_id" in not_features(spec)

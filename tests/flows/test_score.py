@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from mallard import warehouse
 from mallard.cli import app
-from mallard.examples import housing, spec_text, write_housing_csv
+from mallard.core.errors import InputError
+from mallard.examples import fraud, housing, spec_text, write_example, write_housing_csv
 from mallard.flows.score import ScoreResult, score
 from mallard.flows.train import RunResult, train
 from mallard.tasks.model_files import load_model
@@ -292,11 +293,11 @@ def test_too_many_invalid_rows_is_exit_3_and_keeps_quarantine(
     assert warehouse.table_counts(wh, str(run["run_id"]))["quarantine"] >= 80
 
 
-def test_output_parquet_has_input_columns_and_predictions(
+def test_scored_parquet_has_the_key_and_the_prediction(
     spec: Path, wh: Path, tmp_path: Path
 ) -> None:
     rows = new_rows(tmp_path / "new.csv", rows=500, seed=21, invalid=0.02)
-    out = tmp_path / "out" / "scored.parquet"
+    out = tmp_path / "out" / "scored.parquet"  # a missing folder is made, as init -o does
     code, output = mallard(
         "score", str(spec), str(tmp_path / "new.csv"), "-o", str(out), "-w", str(wh)
     )
@@ -304,19 +305,141 @@ def test_output_parquet_has_input_columns_and_predictions(
     assert "rows scored" in output and "lotsize" in output  # the drift table
 
     written = pl.read_parquet(out)
-    assert written.columns == [*rows.columns, "row_index", "prediction"]
+    assert written.columns == ["row_index", "prediction"]
+    assert written.schema == {"row_index": pl.Int64, "prediction": pl.Float64}
     run = only_run(wh)
     assert written.height == run["n_rows"] - run["n_invalid"]  # type: ignore[operator]
     assert 0 < run["n_invalid"] < 20  # type: ignore[operator]
     predictions = stored(wh, "predictions", str(run["run_id"])).sort("row_index")
-    assert written.sort("row_index")["row_index"].to_list() == predictions["row_index"].to_list()
-    np.testing.assert_array_equal(
-        written.sort("row_index")["prediction"].to_numpy(), predictions["prediction"].to_numpy()
-    )
-    # the rows beside each prediction are the input rows it points back to
+    assert written["row_index"].to_list() == predictions["row_index"].to_list()
+    np.testing.assert_array_equal(written["prediction"].to_numpy(), predictions["prediction"])
+    # row_index points at the input row each prediction is for
     source = rows.with_row_index("row_index")[written["row_index"].to_list()]
-    assert written["year_built"].cast(pl.String).to_list() == source["year_built"].to_list()
+    np.testing.assert_allclose(
+        written["prediction"].to_numpy(), predict_with_champion(wh, source.drop("row_index"))
+    )
     assert not list(out.parent.glob(".*partial"))
+
+
+def test_scored_csv_carries_the_specs_id_column(spec: Path, wh: Path, tmp_path: Path) -> None:
+    """`[source] id` names the input's key: it is in the scored file, and never a feature."""
+    rows = new_rows(tmp_path / "new.csv", rows=200, seed=22).with_columns(
+        house_id=pl.format("H-{}", pl.int_range(1000, 1200))
+    )
+    rows.write_csv(tmp_path / "new.csv")
+    with_id = tmp_path / "with_id.toml"
+    with_id.write_text(
+        spec.read_text().replace("[source]\n", '[source]\nid = "house_id"\n'), encoding="utf-8"
+    )
+    shutil.copytree(spec.parent / "data", tmp_path / "data")
+    out = tmp_path / "scored.CSV"
+    code, output = mallard(
+        "score", str(with_id), str(tmp_path / "new.csv"), "-o", str(out), "-w", str(wh)
+    )
+    assert code == 0, output
+
+    written = pl.read_csv(out)
+    assert written.columns == ["house_id", "row_index", "prediction"]
+    assert written["house_id"].to_list() == rows["house_id"].to_list()
+    assert written["row_index"].to_list() == list(range(200))
+    np.testing.assert_allclose(
+        written["prediction"].to_numpy(), predict_with_champion(wh, rows), rtol=1e-9
+    )
+
+
+def test_id_column_missing_from_the_input_is_exit_2(spec: Path, wh: Path, tmp_path: Path) -> None:
+    new_rows(tmp_path / "new.csv", rows=50)
+    with_id = tmp_path / "with_id.toml"
+    with_id.write_text(
+        spec.read_text().replace("[source]\n", '[source]\nid = "house_id"\n'), encoding="utf-8"
+    )
+    shutil.copytree(spec.parent / "data", tmp_path / "data")
+    out = tmp_path / "scored.parquet"
+    code, output = mallard(
+        "score", str(with_id), str(tmp_path / "new.csv"), "-o", str(out), "-w", str(wh)
+    )
+    assert code == 2 and "[source.id] the input has no id column 'house_id'" in output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("scored.json", "must end in .csv or .parquet (not '.json')"),
+        ("scored", "must end in .csv or .parquet (not 'no extension')"),
+        ("folder.parquet/", "is a folder"),
+        ("a_file.txt/scored.parquet", "is a file, not a folder"),
+    ],
+)
+def test_bad_output_path_is_exit_2_before_anything_runs(
+    spec: Path, wh: Path, tmp_path: Path, name: str, message: str
+) -> None:
+    (tmp_path / "folder.parquet").mkdir()
+    (tmp_path / "a_file.txt").write_text("not a folder")
+    code, output = mallard(
+        "score", str(spec), str(tmp_path / "nope*.csv"), "-o", str(tmp_path / name), "-w", str(wh)
+    )
+    assert code == 2 and message in output, output
+    assert "no input file" not in output  # checked before the (missing) input is looked at
+    assert warehouse.query(wh, "SELECT count(*) FROM ml.runs WHERE flow = 'score'").item() == 0
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through any permission bits")
+def test_unwritable_output_folder_is_exit_2(spec: Path, wh: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    new_rows(tmp_path / "new.csv", rows=50)
+    code, output = mallard(
+        "score", str(spec), str(tmp_path / "new.csv"), "-o", str(locked / "s.csv"), "-w", str(wh)
+    )
+    assert code == 2 and "permission denied" in output
+
+
+def test_bad_output_path_fails_the_flow_before_the_model_loads(
+    spec: Path, wh: Path, tmp_path: Path
+) -> None:
+    """The flow checks too (deployments call it without the CLI): before any run is recorded."""
+    new_rows(tmp_path / "new.csv", rows=50)
+    with pytest.raises(InputError, match=r"\.csv or \.parquet"):
+        score(spec, str(tmp_path / "new.csv"), wh, output=tmp_path / "scored.xlsx")
+    assert warehouse.query(wh, "SELECT count(*) FROM ml.runs WHERE flow = 'score'").item() == 0
+
+
+def test_scoring_uses_the_champions_features_not_todays(
+    trained: tuple[Path, Path], wh: Path, tmp_path: Path
+) -> None:
+    """features.sql edited after training: scoring still builds the columns the champion was
+    trained with (from its train run's stored spec), and the score run points at that run."""
+    spec = tmp_path / "housing.toml"
+    shutil.copytree(trained[0].parent / "data", tmp_path / "data")
+    edited = (
+        trained[0]
+        .read_text()
+        .replace(
+            'sql = ""', 'sql = "SELECT * EXCLUDE (lotsize), lotsize * 1000 AS lotsize FROM source"'
+        )
+    )
+    assert edited != trained[0].read_text()
+    spec.write_text(edited, encoding="utf-8")
+    rows = new_rows(tmp_path / "new.csv", rows=300, seed=23)
+
+    result = score(spec, str(tmp_path / "new.csv"), wh, output=tmp_path / "scored.parquet")
+    assert isinstance(result, ScoreResult)
+
+    written = pl.read_parquet(tmp_path / "scored.parquet")
+    np.testing.assert_allclose(
+        written["prediction"].to_numpy(), predict_with_champion(wh, rows), rtol=1e-9
+    )
+    status = dict(stored(wh, "drift", result.run_id).select("feature", "status").iter_rows())
+    assert status["lotsize"] == "stable"  # the edited SQL would have shifted it 1000-fold
+    # the record: score run -> its model -> the train run whose spec gave the features
+    run = warehouse.run_record(wh, result.run_id)
+    assert run is not None and run["model_id"] == result.model_id
+    model = warehouse.model(wh, result.model_id)
+    assert model is not None and model["run_id"] == result.features_run_id
+    train_run = warehouse.run_record(wh, result.features_run_id)
+    assert train_run is not None and 'sql = ""' in train_run["spec_toml"]
+    assert "lotsize * 1000" in run["spec_toml"]  # the score run keeps the spec it was given
 
 
 # --- concurrency ------------------------------------------------------------------------------
@@ -372,3 +495,86 @@ def test_reads_from_another_process_while_scoring(
         assert warehouse.table_counts(wh, result.run_id)["predictions"] == 800
     statuses = warehouse.query(wh, "SELECT DISTINCT status FROM ml.runs")["status"].to_list()
     assert statuses == ["succeeded"]
+
+
+# --- classification: the scored file has the label and each class's probability -------------
+
+LOGISTIC = '[[candidates]]\nfamily = "logistic_regression"\nparams = { C = [1.0] }\n\n'
+
+
+def test_binary_scored_file_has_label_at_the_tuned_threshold_and_probabilities(
+    tmp_path: Path, db: Path
+) -> None:
+    """The fraud spec tunes its threshold for F1: labels follow it (not 0.5), probabilities of
+    both classes are there, and the spec's id column (transaction_id) keys the rows."""
+    spec = write_example("fraud", tmp_path, rows=2000, seed=5)
+    text = spec.read_text()
+    text = text[: text.index("[[candidates]]")] + LOGISTIC + text[text.index("[fairness]") :]
+    # f1, not the shipped pr_auc: what is tested here is scoring, not champion selection
+    spec.write_text(text.replace('primary_metric = "pr_auc"', 'primary_metric = "f1"'))
+    assert train(spec, db).promoted
+    new = fraud(400, seed=9).drop("is_fraud")
+    new.write_csv(tmp_path / "new.csv")
+    out = tmp_path / "scored.parquet"
+
+    code, output = mallard(
+        "score", str(spec), str(tmp_path / "new.csv"), "-o", str(out), "-w", str(db)
+    )
+    assert code == 0, output
+    row = warehouse.champion(db, "fraud")
+    assert row is not None and row["decision_threshold"] is not None
+    assert "transaction_id" not in json.loads(row["feature_names"])  # the key is no feature
+    threshold = float(row["decision_threshold"])
+    assert f"labels: '1' where its probability >= {threshold:.3g} (the tuned threshold)" in output
+
+    written = pl.read_parquet(out)
+    assert written.columns == [
+        "transaction_id",
+        "row_index",
+        "label",
+        "probability_0",
+        "probability_1",
+    ]
+    assert 390 <= written.height < 400  # the generator plants a few bad rows
+    ids = new["transaction_id"].cast(pl.Int64)[written["row_index"]]
+    assert written["transaction_id"].to_list() == ids.to_list()
+    assert written["label"].dtype == pl.Int64 and set(written["label"]) <= {0, 1}
+    p1 = written["probability_1"].to_numpy()
+    np.testing.assert_allclose(written["probability_0"].to_numpy() + p1, 1.0)
+    np.testing.assert_array_equal(written["label"].to_numpy(), (p1 >= threshold).astype(int))
+    assert 0.05 < threshold < 0.95 and threshold != 0.5
+    # the warehouse rows say the same: label, and P(positive class) as the probability
+    [run] = warehouse.query(db, "SELECT run_id FROM ml.runs WHERE flow = 'score'")["run_id"]
+    stored_rows = stored(db, "predictions", run).sort("row_index")
+    assert stored_rows["label"].to_list() == written["label"].cast(pl.String).to_list()
+    np.testing.assert_allclose(stored_rows["probability"].to_numpy(), p1)
+
+
+def test_multiclass_scored_csv_has_a_probability_per_class(tmp_path: Path, db: Path) -> None:
+    """Housing rows classified by their number of stories (1 to 4), scored to CSV."""
+    write_housing_csv(tmp_path / "data" / "housing.csv", rows=600, seed=3)
+    text = spec_text().replace('task = "regression"', 'task = "classification"')
+    text = text.replace('target = "price"', 'target = "stories"')
+    text = text.replace(
+        "[schema.columns]\n", '[schema.columns]\nstories = { dtype = "int", nullable = false }\n'
+    )
+    spec = tmp_path / "stories.toml"
+    spec.write_text(text[: text.index("[[candidates]]")] + LOGISTIC, encoding="utf-8")
+    assert train(spec, db).promoted
+    new = housing(150, 8, invalid_fraction=0.0).drop("stories")
+    new.write_csv(tmp_path / "new.csv")
+    out = tmp_path / "scored.csv"
+
+    result = score(spec, str(tmp_path / "new.csv"), db, output=out)
+    assert isinstance(result, ScoreResult) and result.positive_class is None
+
+    written = pl.read_csv(out)
+    probabilities = [f"probability_{k}" for k in (1, 2, 3, 4)]
+    assert written.columns == ["row_index", "label", *probabilities]
+    assert written.height == 150 and set(written["label"]) <= {1, 2, 3, 4}
+    proba = written.select(probabilities).to_numpy()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    # the label is the most probable class; ml.predictions keeps P(that label)
+    np.testing.assert_array_equal(written["label"].to_numpy(), proba.argmax(axis=1) + 1)
+    stored_rows = stored(db, "predictions", result.run_id).sort("row_index")
+    np.testing.assert_allclose(stored_rows["probability"].to_numpy(), proba.max(axis=1), rtol=1e-6)

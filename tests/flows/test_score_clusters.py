@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from mallard import warehouse
@@ -21,16 +22,30 @@ def test_kmeans_assigns_segments_and_agglomerative_is_refused(tmp_path: Path, db
     models = warehouse.run_models(db, result.run_id)
     by_family = dict(zip(models["family"], models["model_id"], strict=True))
     new = tmp_path / "new.csv"
-    segments(120, seed=9).write_csv(new)
+    rows = segments(120, seed=9)
+    rows.write_csv(new)
 
     code, output = mallard("promote", "segments", by_family["kmeans"], "--warehouse", str(db))
     assert code == 0, output
-    code, output = mallard("score", str(spec), str(new), "--warehouse", str(db))
+    out = tmp_path / "scored.csv"
+    code, output = mallard("score", str(spec), str(new), "--warehouse", str(db), "-o", str(out))
     assert code == 0, output
-    labels = warehouse.query(db, "SELECT label FROM ml.predictions WHERE split IS NULL")["label"]
-    assert labels.len() > 100 and labels.n_unique() >= 2
+    stored = warehouse.query(
+        db, "SELECT row_index, label FROM ml.predictions WHERE split IS NULL ORDER BY row_index"
+    )
+    assert stored.height > 100 and stored["label"].n_unique() >= 2
+    # the scored file: the spec's id (customer_id), the row position and the cluster
+    written = pl.read_csv(out)
+    assert written.columns == ["customer_id", "row_index", "cluster"]
+    assert written["cluster"].dtype == pl.Int64
+    assert written["row_index"].to_list() == stored["row_index"].to_list()
+    assert written["cluster"].cast(pl.String).to_list() == stored["label"].to_list()
+    ids = rows["customer_id"].cast(pl.Int64)[written["row_index"]]
+    assert written["customer_id"].to_list() == ids.to_list()
 
     mallard("promote", "segments", by_family["agglomerative"], "--warehouse", str(db))
-    code, output = mallard("score", str(spec), str(new), "--warehouse", str(db))
+    out.unlink()
+    code, output = mallard("score", str(spec), str(new), "--warehouse", str(db), "-o", str(out))
     assert code == 2
     assert "cannot assign new rows" in output
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))

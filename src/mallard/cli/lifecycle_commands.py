@@ -35,15 +35,26 @@ def score(
     spec: Annotated[Path, typer.Argument(help="Pipeline spec (TOML)")],
     input_path: Annotated[str, typer.Argument(metavar="INPUT", help="CSV/Parquet file or glob")],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Also write input + predictions here")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Also write the scored rows here (.csv or .parquet): row_index (and the spec's "
+            "source.id column), then prediction, label and probability_<class>, or cluster",
+        ),
     ] = None,
     warehouse: WarehouseOption = None,
     run_id: Annotated[str | None, typer.Option(help="Reuse a run id")] = None,
 ) -> None:
     """Score new rows with the pipeline's champion; store predictions and drift."""
+    from mallard.flows.inputs import input_files
+    from mallard.flows.score import check_output
     from mallard.flows.score import score as score_flow
 
     checked_spec(spec)
+    if output is not None:  # cheap checks first: before a Prefect server starts
+        check_output(output)
+    input_files(input_path)
     result = run_flow(
         score_flow,
         spec_path=spec,
@@ -241,9 +252,13 @@ def serve(
 def _print_score(result: ScoreResult) -> None:
     console.print(
         f"score run [bold]{result.run_id}[/]: {result.n_scored} of {result.n_rows} rows scored "
-        f"by {result.model_id}, {result.n_invalid} quarantined"
-        + (f"; predictions in {result.output}" if result.output else "")
+        f"by {escape(result.model_id)}, {result.n_invalid} quarantined"
+        + (f"; scored rows in {escape(str(result.output))}" if result.output else "")
     )
+    if result.positive_class is not None:
+        threshold = result.decision_threshold
+        at = "> 0.5" if threshold is None else f">= {threshold:.3g} (the tuned threshold)"
+        console.print(f"labels: {escape(repr(result.positive_class))} where its probability {at}")
     import polars as pl
 
     styled = result.drift.sort("psi", descending=True).with_columns(

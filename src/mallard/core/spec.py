@@ -33,9 +33,25 @@ class PipelineSection(_Section):
     seed: int = 42
 
 
+# Column names the scored file gives its own columns; an id column may not take them.
+SCORED_FILE_COLUMNS = ("row_index", "prediction", "label", "cluster")
+
+
 class SourceSection(_Section):
     path: str | None = None
     sql: str | None = None
+    # The input's own key: carried into the scored file beside each prediction, never a feature.
+    id: str | None = Field(default=None, min_length=1)
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_scored_column(cls, name: str | None) -> str | None:
+        if name is not None and (name in SCORED_FILE_COLUMNS or name.startswith("probability_")):
+            raise ValueError(
+                f"'{name}' is a column mallard writes into the scored file; "
+                "rename the id column (e.g. in source.sql)"
+            )
+        return name
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SourceSection:
@@ -239,7 +255,23 @@ class Spec(_Section):
             raise ValueError("[evaluate.tune_threshold] applies to classification only")
         if task == "clustering" and self.split.strategy != "random":
             raise ValueError("[split.strategy] clustering uses every valid row; leave it out")
+        self._check_id()
         return self
+
+    def _check_id(self) -> None:
+        """The id column must name a column of the rows and survive PII handling unchanged
+        enough to join on: not the target, not dropped at ingest, not generalised."""
+        name = self.source.id
+        if name is None:
+            return
+        if name == self.pipeline.target:
+            raise ValueError(f"[source.id] '{name}' is the target column; name the rows' key")
+        column = self.schema_.columns.get(name)
+        if column is not None and column.pii in ("drop", "generalise"):
+            raise ValueError(
+                f"[source.id] '{name}' has pii = \"{column.pii}\", so it cannot join scored "
+                'rows back; use another key or pii = "hash"'
+            )
 
     @property
     def primary_metric(self) -> str:
@@ -287,8 +319,9 @@ def load_spec(path: Path) -> Spec:
     return parse_spec(text, path)
 
 
-def parse_spec(text: str, path: Path) -> Spec:
-    """Check spec `text` as if it were the file `path` (relative paths resolve from there)."""
+def parse_spec(text: str, path: Path, *, check_source: bool = True) -> Spec:
+    """Check spec `text` as if it were the file `path` (relative paths resolve from there).
+    `check_source=False` reads a stored spec whose training files may have moved since."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -297,7 +330,8 @@ def parse_spec(text: str, path: Path) -> Spec:
         spec = Spec.model_validate({**raw, "spec_path": path.resolve(), "spec_toml": text})
     except ValidationError as exc:
         raise SpecError(f"{path}: {_describe(exc)}") from None
-    _check_source_exists(spec, path)
+    if check_source:
+        _check_source_exists(spec, path)
     return spec
 
 

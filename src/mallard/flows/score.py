@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger
 from mallard import warehouse
 from mallard.core.config import warehouse_path
 from mallard.core.errors import InputError
+from mallard.core.spec import FeaturesSection, Spec, parse_spec
 from mallard.flows import user_error_logs
 from mallard.flows.inputs import checked_input, input_files, load_checked_spec
 from mallard.flows.publish import publish
@@ -23,11 +24,18 @@ from mallard.flows.steps import step
 from mallard.tasks.drift import psi_table
 from mallard.tasks.features import scoring_features
 from mallard.tasks.model_files import load_model_row
-from mallard.tasks.predict import model_target, prediction_rows
-from mallard.tasks.register import prediction_values
+from mallard.tasks.predict import (
+    join_keys,
+    model_target,
+    prediction_rows,
+    score_rows,
+    scored_file,
+)
 from mallard.warehouse import RunBundle
 
 user_error_logs.install()
+
+SCORED_FORMATS = {".csv": "csv", ".parquet": "parquet"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,9 @@ class ScoreResult:
     n_scored: int
     drift: pl.DataFrame  # feature, psi, status
     output: Path | None
+    features_run_id: str = ""  # the train run whose [features] were applied (the champion's)
+    positive_class: str | None = None  # binary classification
+    decision_threshold: float | None = None  # tuned threshold the labels use, if any
 
 
 @flow(name="score")
@@ -51,32 +62,47 @@ def score(
     output: Path | None = None,
     run_id: str | None = None,
 ) -> ScoreResult:
-    """Score the files matching `input_path` (a path or glob) with the pipeline's champion."""
+    """Score the files matching `input_path` (a path or glob) with the pipeline's champion,
+    using the features the champion was trained with; `output` (.csv or .parquet) gets the
+    scored file: the join keys and, per task, prediction, label and probabilities, or cluster."""
     spec = load_checked_spec(Path(spec_path))
     db = warehouse_path(warehouse_file)
+    out = None if output is None else check_output(Path(output))
     files = input_files(str(input_path))
     champion = _champion(db, spec.pipeline.name)
     model_id = str(champion["model_id"])
+    trained = trained_features(db, spec, champion)
     profile = warehouse.feature_profile(db, model_id)
-    with recorded_run(db, spec, "score", run_id) as run:
-        run.learned(model_id=model_id)
-        model = load_champion(champion)  # in the run, so a refused model file is on record
-        rows = checked_input(spec, run, files, target_optional=True)
-        X = scoring_features(rows.valid, spec.features, json.loads(str(champion["feature_names"])))
-        target = model_target(champion, model)
-        predictions = prediction_rows(model_id, model, X, target, rows.valid_rows)
-        drift = psi_table(profile, X, prediction_values(model, X, target))
-        _log_drift(drift)
-        if output is not None:
-            write_scored_file(rows.valid, predictions, Path(output))
-        run.commit(
-            RunBundle(
-                run=run.finished(),
-                quarantine=rows.quarantine,
-                predictions=predictions,
-                drift=drift.with_columns(pl.lit(model_id).alias("model_id")),
+    staged: Path | None = None
+    try:
+        with recorded_run(db, spec, "score", run_id) as run:
+            run.learned(model_id=model_id)
+            model = load_champion(champion)  # in the run, so a refused model file is on record
+            rows = checked_input(spec, run, files, target_optional=True)
+            X = scoring_features(rows.valid, trained, json.loads(str(champion["feature_names"])))
+            target = model_target(champion, model)
+            scored = score_rows(model, X, target)
+            predictions = prediction_rows(model_id, scored, rows.valid_rows)
+            drift = psi_table(profile, X, scored.drift_values)
+            _log_drift(drift)
+            if out is not None:
+                keys = join_keys(rows.valid, rows.valid_rows, spec.source.id)
+                staged = stage_scored_file(scored_file(scored, keys), out)
+            run.commit(
+                RunBundle(
+                    run=run.finished(),
+                    quarantine=rows.quarantine,
+                    predictions=predictions,
+                    drift=drift.with_columns(pl.lit(model_id).alias("model_id")),
+                )
             )
-        )
+    except BaseException:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
+        raise
+    if staged is not None and out is not None:
+        os.replace(staged, out)  # only a committed run's predictions appear under the name
+        get_run_logger().info("output: %d scored rows written to %s", predictions.height, out)
     publish(db, run.run_id, spec.pipeline.name, report=False)
     get_run_logger().info(
         "done: %d rows scored by %s; written to %s", predictions.height, model_id, db
@@ -90,8 +116,59 @@ def score(
         n_invalid=rows.n_invalid,
         n_scored=predictions.height,
         drift=drift,
-        output=None if output is None else Path(output),
+        output=out,
+        features_run_id=str(champion["run_id"]),
+        positive_class=None if target.pos_label is None else str(target.pos_label),
+        decision_threshold=_threshold(champion),
     )
+
+
+def check_output(path: Path) -> Path:
+    """The scored file's path, checked before anything runs: .csv or .parquet, not a folder,
+    and a writable place. Missing parent folders are made when the file is written, as
+    `mallard init -o` and `mallard sql --output` do."""
+    if path.suffix.lower() not in SCORED_FORMATS:
+        raise InputError(
+            f"--output {path}: the scored file's name must end in .csv or .parquet "
+            f"(not '{path.suffix or 'no extension'}')"
+        )
+    if path.is_dir():
+        raise InputError(
+            f"--output {path} is a folder; give a file name, e.g. {path / 'scored.parquet'}"
+        )
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"--output {path}: the file exists and is not writable")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"--output {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"--output {path}: cannot write in {folder} (permission denied)")
+    return path
+
+
+def trained_features(db: Path, spec: Spec, champion: dict[str, Any]) -> FeaturesSection:
+    """The [features] of the champion's own train run (its stored spec), so a features.sql or
+    drop edited since then never feeds the model columns it was not trained on."""
+    run_id = str(champion["run_id"])
+    record = warehouse.run_record(db, run_id)
+    if record is None:
+        raise InputError(f"the champion {champion['model_id']} has no train run {run_id} in {db}")
+    stored = parse_spec(str(record["spec_toml"]), spec.spec_path, check_source=False).features
+    if stored != spec.features:
+        get_run_logger().warning(
+            "features: %s's [features] differ from the champion's; scoring with the champion's "
+            "(train run %s). Retrain to use the new definition.",
+            spec.spec_path.name,
+            run_id,
+        )
+    return stored
+
+
+def _threshold(champion: dict[str, Any]) -> float | None:
+    value = champion.get("decision_threshold")
+    return None if value is None else float(value)
 
 
 def _champion(db: Path, pipeline: str) -> dict[str, Any]:
@@ -129,14 +206,13 @@ def _log_drift(drift: pl.DataFrame) -> None:
 
 
 @step(name="write_scored_file")
-def write_scored_file(rows: pl.DataFrame, predictions: pl.DataFrame, path: Path) -> None:
-    """Input columns plus row_index and prediction; written aside, then renamed into place, so
-    a reader never sees half a file."""
-    frame = rows.with_columns(
-        predictions["row_index"].alias("row_index"), predictions["prediction"].alias("prediction")
-    )
+def stage_scored_file(frame: pl.DataFrame, path: Path) -> Path:
+    """Write the scored file beside `path` under a hidden name; the flow renames it into place
+    once the run is committed, so a reader never sees half a file or one of a failed run."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    frame.write_parquet(partial)
-    os.replace(partial, path)
-    get_run_logger().info("output: %d predictions written to %s", predictions.height, path)
+    staged = path.with_name(f".{path.name}.partial")
+    if SCORED_FORMATS[path.suffix.lower()] == "csv":
+        frame.write_csv(staged)
+    else:
+        frame.write_parquet(staged)
+    return staged

@@ -14,9 +14,10 @@ from mallard.tasks.tune import SearchPlan
 
 
 def not_features(spec: Spec) -> tuple[str, ...]:
-    """A group id would let a model recognise groups instead of learning; audited attributes
-    stay out of the model unless the spec says they may be used."""
-    excluded = []
+    """A group id would let a model recognise groups instead of learning, and a row id only
+    memorises rows; audited attributes stay out of the model unless the spec says they may be
+    used."""
+    excluded = [] if spec.source.id is None else [spec.source.id]
     if spec.split.strategy == "group" and spec.split.column:
         excluded.append(spec.split.column)
     if not spec.fairness.use_as_feature:
