@@ -128,3 +128,26 @@ def test_the_api_setting_is_scoped_to_the_flow(monkeypatch: pytest.MonkeyPatch) 
 
         assert url == PREFECT_API_URL.value() == os.environ["PREFECT_API_URL"]
     assert "PREFECT_API_URL" not in os.environ
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_cli_run_is_named_tagged_and_stored_with_absolute_paths(
+    housing_spec: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    monkeypatch.chdir(housing_spec.parent)
+    result = runner.invoke(app, ["validate", housing_spec.name, "data/housing.csv"])
+    assert result.exit_code == 0, result.output
+    run_id = next(w for w in result.output.split() if w.startswith("housing-validate-"))
+    run_id = run_id.rstrip(":")
+
+    with get_client(sync_client=True) as client:
+        [flow_run] = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_id]))
+        )
+    assert {"mallard", "housing", "validate", "regression"} <= set(flow_run.tags)
+    assert flow_run.parameters["spec_path"] == str(housing_spec)
+    assert flow_run.parameters["input_path"] == str(housing_spec.parent / "data/housing.csv")
+    assert flow_run.parameters["warehouse_file"] == str(housing_spec.parent / "warehouse.duckdb")
