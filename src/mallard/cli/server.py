@@ -46,9 +46,7 @@ def stop() -> None:
 @user_errors
 def status() -> None:
     """Say which Prefect API flow commands would use now; exit 1 if it is not up."""
-    import os
-
-    configured = os.environ.get("PREFECT_API_URL")
+    configured = prefect_api.configured_api_url()  # environment or Prefect profile
     if configured:
         up = prefect_api.healthy(configured)
         state = "reachable" if up else "UNREACHABLE"
