@@ -120,6 +120,9 @@ def local_dask(
                     *local,
                     "--port",
                     "0",
+                    # The scheduler unpickles task graphs: it imports the flow's code too.
+                    "--preload",
+                    PRELOAD,
                     "--scheduler-file",
                     str(scheduler_file),
                 ],
