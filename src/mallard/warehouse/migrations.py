@@ -416,8 +416,15 @@ SELECT
     ) AS rank,
     finished_at, value_low, value_high, cv_std, selection_value, selection_std
 FROM per_split;
-COMMENT ON VIEW ml.leaderboard IS 'One row per evaluated model of each succeeded run on the run''s primary metric, ranked the way the champion is chosen (selection CV on train + validation rows); value is the test split, with its bootstrap 95 % interval.';
-"""
+""" + (
+    "COMMENT ON VIEW ml.leaderboard IS "
+    + _text(
+        "One row per evaluated model of each succeeded run on the run's primary metric, ranked "
+        "the way the champion is chosen (selection CV on train + validation rows); value is "
+        "the test split, with its bootstrap 95 % interval."
+    )
+    + ";\n"
+)
 
 
 MIGRATIONS: list[tuple[int, str, str]] = [
