@@ -36,8 +36,9 @@ typecheck: $(SYNCED)
 
 check: lint typecheck test
 
-bench: $(SYNCED)
-	$(RUN) python benchmarks/run.py
+bench: $(SYNCED)  # issue 11: quality first, so results.md includes this run's quality.md
+	$(RUN) python benchmarks/quality.py
+	$(RUN) python benchmarks/run.py --rows 20000 200000 1000000
 
 clean:
 	rm -rf .venv $(TOOLS) mallard-demo warehouse.duckdb
