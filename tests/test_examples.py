@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pytest
 
-from mallard.examples import housing, write_housing_csv
+from mallard.core.spec import load_spec
+from mallard.examples import EXAMPLES, housing, new_rows, write_example, write_housing_csv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,3 +32,37 @@ def test_generator_plants_about_one_percent_bad_rows() -> None:
         | (pl.col("driveway") == "maybe")
     )
     assert bad.height == 10
+
+
+def test_shipped_new_houses_csv_matches_the_generator(tmp_path: Path) -> None:
+    new_rows("housing").write_csv(tmp_path / "new_houses.csv")
+    shipped = REPO / "pipelines" / "data" / "new_houses.csv"
+    assert shipped.read_bytes() == (tmp_path / "new_houses.csv").read_bytes()
+
+
+def test_scheduled_spec_is_the_housing_spec_plus_a_schedule() -> None:
+    """pipelines/housing_scheduled.toml may not drift from housing.toml but in [schedule]."""
+    plain = load_spec(REPO / "pipelines" / "housing.toml")
+    scheduled = load_spec(REPO / "pipelines" / "housing_scheduled.toml")
+    assert scheduled.model_dump(exclude={"schedule"}) == plain.model_dump(exclude={"schedule"})
+    assert plain.schedule.train is None and plain.schedule.score is None
+    assert scheduled.schedule.train and scheduled.schedule.score
+    assert scheduled.resolve_files(scheduled.schedule.score.input)  # the rows it scores ship
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_demo_folder_holds_the_spec_its_data_and_rows_to_score(tmp_path: Path, name: str) -> None:
+    spec_path = write_example(name, tmp_path, rows=200, seed=3)
+    example = EXAMPLES[name]
+    spec = load_spec(spec_path)
+    new = pl.read_csv(tmp_path / example.new_data)
+    trained_on = pl.read_csv(tmp_path / example.data)
+    assert new.height == example.new_rows
+    assert new.columns == [c for c in trained_on.columns if c != spec.target]
+    assert spec.source.id is None or spec.source.id in new.columns
+    if example.scheduled:
+        scheduled = load_spec(tmp_path / example.scheduled)
+        assert scheduled.schedule.score is not None
+        assert scheduled.resolve_files(scheduled.schedule.score.input) == [
+            tmp_path / example.new_data
+        ]

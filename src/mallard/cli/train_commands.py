@@ -64,15 +64,23 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the data generator")] = 42,
     warehouse: WarehouseOption = None,
 ) -> None:
-    """Generate seeded example data (with a few bad rows) and run its shipped pipeline."""
+    """Generate seeded example data (with a few bad rows) and new rows to score, write its
+    shipped spec, and run the pipeline."""
     from mallard.examples import EXAMPLES, write_example
 
     if example not in EXAMPLES:
         raise InputError(f"unknown example '{example}'; choose one of {', '.join(EXAMPLES)}")
+    chosen = EXAMPLES[example]
     spec = write_example(example, directory, rows, seed)
-    n = rows or EXAMPLES[example].rows
-    console.print(f"demo: {n} generated {example} rows, spec [bold]{spec}[/]")
+    new = directory / chosen.new_data
+    console.print(
+        f"demo: {rows or chosen.rows} generated {example} rows, spec [bold]{escape(str(spec))}[/]"
+    )
+    console.print(f"demo: {chosen.new_rows} new rows to score in {escape(str(new))}")
+    if chosen.scheduled:
+        console.print(f"demo: scheduled spec in {escape(str(directory / chosen.scheduled))}")
     _print_result(_train(spec, warehouse, None))
+    console.print(f"next: mallard score {escape(str(spec))} {escape(str(new))} -o scored.parquet")
 
 
 @app.command()

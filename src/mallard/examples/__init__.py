@@ -20,13 +20,37 @@ class Example:
     rows: int  # default demo size
     spec: str  # file name in pipelines/
     data: str  # the spec's source.path
+    new_data: str  # rows to score: more of the same, without the target
+    target: str | None = None
+    scheduled: str | None = None  # a variant of the spec with a [schedule] section
+    new_rows: int = 300
 
 
 EXAMPLES = {
-    "housing": Example(lambda n, s: housing(n, s), 2000, "housing.toml", "data/housing.csv"),
-    "fraud": Example(fraud, 5000, "fraud.toml", "data/fraud.csv"),
-    "segments": Example(segments, 1500, "segments.toml", "data/segments.csv"),
+    "housing": Example(
+        lambda n, s: housing(n, s),
+        2000,
+        "housing.toml",
+        "data/housing.csv",
+        "data/new_houses.csv",
+        target="price",
+        scheduled="housing_scheduled.toml",
+    ),
+    "fraud": Example(
+        fraud, 5000, "fraud.toml", "data/fraud.csv", "data/new_transactions.csv", "is_fraud"
+    ),
+    "segments": Example(
+        segments, 1500, "segments.toml", "data/segments.csv", "data/new_customers.csv"
+    ),
 }
+
+
+def new_rows(name: str, rows: int | None = None, seed: int = 42) -> pl.DataFrame:
+    """Rows to score for an example: drawn with the next seed (so they are not the training
+    rows), with the generator's few bad rows, without the target."""
+    example = EXAMPLES[name]
+    frame = example.generate(rows or example.new_rows, seed + 1)
+    return frame if example.target is None else frame.drop(example.target)
 
 
 def spec_text(name: str = HOUSING_SPEC) -> str:
@@ -35,14 +59,16 @@ def spec_text(name: str = HOUSING_SPEC) -> str:
 
 
 def write_example(name: str, folder: Path, rows: int | None = None, seed: int = 42) -> Path:
-    """Generate an example's data and spec into `folder`; returns the spec path."""
+    """Generate an example's data, rows to score and spec(s) into `folder`, laid out as in
+    pipelines/; returns the spec path."""
     example = EXAMPLES[name]
     data = folder / example.data
     data.parent.mkdir(parents=True, exist_ok=True)
     example.generate(rows or example.rows, seed).write_csv(data)
-    spec = folder / example.spec
-    spec.write_text(spec_text(example.spec), encoding="utf-8")
-    return spec
+    new_rows(name, seed=seed).write_csv(folder / example.new_data)
+    for spec_name in filter(None, (example.scheduled, example.spec)):
+        (folder / spec_name).write_text(spec_text(spec_name), encoding="utf-8")
+    return folder / example.spec
 
 
 __all__ = [
@@ -50,6 +76,7 @@ __all__ = [
     "HOUSING_SPEC",
     "fraud",
     "housing",
+    "new_rows",
     "segments",
     "spec_text",
     "write_example",
