@@ -214,6 +214,26 @@ class FairnessSection(_Section):
     max_disparity: float = Field(default=0.2, ge=0.0)  # above it a gap is flagged "warn"
 
 
+class TrainSection(_Section):
+    # Tuning and selection fit on a seeded sample of at most this many train-split rows (the
+    # validation rows used in selection are cut in the same proportion); evaluation, importance
+    # and scoring still use every row. None: all rows.
+    max_rows: int | None = Field(default=None, ge=100)
+
+
+MEMORY_LIMIT = r"^\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$"  # a DuckDB memory_limit
+
+
+class IngestSection(_Section):
+    # polars: read and validate in memory. duckdb: out of core, under memory_limit, spilling to
+    # a temporary folder (for files larger than memory). auto: duckdb when the source files
+    # together are larger than duckdb_above_mb.
+    engine: Literal["auto", "polars", "duckdb"] = "auto"
+    duckdb_above_mb: float = Field(default=2048.0, gt=0.0)
+    # DuckDB's memory_limit, e.g. "1GB" or "512MB"; default MALLARD_DUCKDB_MEMORY_LIMIT or 1GB.
+    memory_limit: str | None = Field(default=None, pattern=MEMORY_LIMIT)
+
+
 class Spec(_Section):
     pipeline: PipelineSection
     source: SourceSection
@@ -226,6 +246,8 @@ class Spec(_Section):
     promote: PromoteSection = Field(default_factory=PromoteSection)
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     fairness: FairnessSection = Field(default_factory=FairnessSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    ingest: IngestSection = Field(default_factory=IngestSection)
 
     # Not part of the TOML: where the spec came from, for relative paths and lineage.
     spec_path: Path = Field(default=Path("."), exclude=True)

@@ -34,6 +34,7 @@ from mallard.tasks.metrics import scorers
 from mallard.tasks.plan import candidates_with_baseline, not_features, search_plan, split_column
 from mallard.tasks.promote import Decision, promotion_rows
 from mallard.tasks.register import Lineage, Registered
+from mallard.tasks.sample import training_sample
 from mallard.tasks.tune import SearchPlan, Tuned
 from mallard.tasks.validate import Validated
 from mallard.warehouse import RunBundle
@@ -97,7 +98,8 @@ def train(
         )
         plan = search_plan(spec, features)
         context = _context(spec, run, features, plan)
-        tuned = _tune_all(spec, context, plan)
+        fitting = _training_sample(spec, run, context)  # [train] max_rows: tuning + selection
+        tuned = _tune_all(spec, fitting, plan)
         evaluation = steps.evaluation_table(
             run.run_id,
             tuned,
@@ -107,7 +109,7 @@ def train(
             _row_index(rows, features),
             spec.pipeline.seed,
         )
-        chosen = _choose(run, context, plan, tuned)
+        chosen = _choose(run, fitting, plan, tuned)
         final = _finalized(spec, context, plan, chosen.tuned)
         registered = steps.register_models(
             run.run_id, [*tuned, *final], features, context.split, _lineage(spec, run), plan.target
@@ -268,6 +270,17 @@ def _context(spec: Spec, run: RecordedRun, features: Features, plan: SearchPlan)
         primary=plan.primary,
         seed=spec.pipeline.seed,
     )
+
+
+def _training_sample(spec: Spec, run: RecordedRun, context: RunContext) -> RunContext:
+    """`context` with the train (and validation) rows cut to the seeded [train] max_rows sample
+    that tuning and selection fit on; evaluation, importance and finalize keep `context`."""
+    if context.split is None:
+        return context  # clustering fits every row
+    sample = training_sample(context.split, spec.train.max_rows, spec.pipeline.seed)
+    run.learned(train_rows=sample.train_rows, train_max_rows=spec.train.max_rows)
+    get_run_logger().info("train sample: %s", sample.describe(spec.train.max_rows))
+    return replace(context, split=sample.split)
 
 
 def _judged_on(context: RunContext) -> str:

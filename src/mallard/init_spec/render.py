@@ -68,6 +68,17 @@ def render(draft: Draft, spec_path: Path) -> str:
             _aligned(f"folds = {draft.folds}", search_draft(draft.task, draft.rows).why),
             "",
         ]
+        max_rows = search_draft(draft.task, draft.rows).max_rows
+        if max_rows is not None:
+            lines += [
+                "[train]",
+                _aligned(
+                    f"max_rows = {max_rows}",
+                    f"tuning + selection on a seeded sample of {draft.rows:,} rows; "
+                    "evaluation uses all",
+                ),
+                "",
+            ]
     lines += _candidate_lines(draft)
     lines += ["[evaluate]", *_evaluate_lines(draft)]
     return "\n".join(lines) + "\n"

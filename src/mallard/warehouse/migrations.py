@@ -427,6 +427,16 @@ FROM per_split;
 )
 
 
+# Migration 7: the training sample and the ingest engine (issue 13, data larger than memory).
+ML_COMMENTS_7: dict[tuple[str, str], str] = {
+    ("runs", "train_rows"): "train runs: train-split rows tuning fitted on (all of them, or the "
+    "seeded sample [train] max_rows allows); evaluation and importance use every row",
+    ("runs", "train_max_rows"): "train runs: the spec's [train] max_rows; null: no limit",
+    ("runs", "ingest_engine"): "how the input was read and validated: polars (in memory) | "
+    "duckdb (out of core, under a memory limit) | sql (source.sql in the warehouse)",
+}
+
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
         1,
@@ -724,6 +734,19 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         + "".join(
             f'COMMENT ON COLUMN ml.{table}."{column}" IS {_text(text)};\n'
             for (table, column), text in ML_COMMENTS_6.items()
+        ),
+    ),
+    (
+        7,
+        "training sample ([train] max_rows) and ingest engine of a run",
+        """
+        ALTER TABLE ml.runs ADD COLUMN train_rows BIGINT;
+        ALTER TABLE ml.runs ADD COLUMN train_max_rows BIGINT;
+        ALTER TABLE ml.runs ADD COLUMN ingest_engine VARCHAR;
+        """
+        + "".join(
+            f'COMMENT ON COLUMN ml.{table}."{column}" IS {_text(text)};\n'
+            for (table, column), text in ML_COMMENTS_7.items()
         ),
     ),
 ]

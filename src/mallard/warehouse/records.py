@@ -39,6 +39,9 @@ class RunRecord:
     hostname: str | None = None
     process_started_at: datetime | None = None
     selection_rule: str | None = None  # train runs: how the champion candidate was chosen
+    train_rows: int | None = None  # train runs: train rows tuning fitted on ([train] max_rows)
+    train_max_rows: int | None = None
+    ingest_engine: str | None = None  # polars | duckdb | sql
 
     def finished(self, status: str, at: datetime, error: str | None = None) -> RunRecord:
         return replace(self, status=status, finished_at=at, error=error)
