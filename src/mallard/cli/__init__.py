@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mallard.cli import init_command, lifecycle_commands, server, train_commands
+from mallard.cli import init_command, lifecycle_commands, server, stack, train_commands
 from mallard.cli.app import app
 
-__all__ = ["app", "init_command", "lifecycle_commands", "main", "server", "train_commands"]
+__all__ = ["app", "init_command", "lifecycle_commands", "main", "server", "stack", "train_commands"]
 
 
 def main() -> None:
