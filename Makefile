@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 SYNCED := .venv/.synced-$(UV_VERSION)
 RUN := $(UV) run --locked --no-sync
 
-.PHONY: demo test check lint typecheck bench env clean
+.PHONY: demo test check lint typecheck bench env clean stack
 
 env: $(SYNCED)
 
@@ -39,6 +39,12 @@ check: lint typecheck test
 bench: $(SYNCED)  # issue 11: quality first, so results.md includes this run's quality.md
 	$(RUN) python benchmarks/quality.py
 	$(RUN) python benchmarks/run.py --rows 20000 200000 1000000
+
+# issue 13: PostgreSQL, a Prefect server on it, a worker and the spec's scheduled deployments,
+# state in ./.mallard-stack; `mallard stack status` / `mallard stack down` (SIGINT) afterwards.
+STACK_SPEC ?= pipelines/housing_scheduled.toml
+stack: $(SYNCED)
+	$(RUN) mallard stack up $(STACK_SPEC)
 
 clean:
 	rm -rf .venv $(TOOLS) mallard-demo warehouse.duckdb
