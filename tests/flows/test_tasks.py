@@ -76,7 +76,7 @@ def test_classification_metrics_on_validation_and_test(fraud_run: tuple[RunResul
         "decision_tree",
         "baseline",
     }
-    assert set(metrics["split"]) == {"cv", "validation", "test"}
+    assert set(metrics["split"]) == {"cv", "selection", "validation", "test"}
     for split in ("validation", "test"):
         for model in models:
             rows = metrics.filter((pl.col("split") == split) & (pl.col("model_id") == model))
@@ -160,7 +160,10 @@ def test_the_classification_run_is_ranked_on_its_primary_metric(
     assert set(board["metric"]) == {"pr_auc"}
     assert board.height == 3
     assert board["rank"].to_list() == sorted(board["rank"].to_list())
-    assert board["value"].to_list() == sorted(board["value"].to_list(), reverse=True)
+    # ranked the way the champion is chosen: the selection CV on train + validation rows
+    assert board["selection_value"].to_list() == sorted(
+        board["selection_value"].to_list(), reverse=True
+    )
     assert board["family"][-1] == "dummy"
 
 

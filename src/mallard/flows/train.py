@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from mallard import warehouse
 from mallard.core.catalogue import ENSEMBLES, greater_is_better
 from mallard.core.config import warehouse_path
+from mallard.core.errors import SpecError
 from mallard.core.spec import Spec
 from mallard.flows import steps, user_error_logs
 from mallard.flows.inputs import checked_input, load_checked_spec
@@ -187,8 +188,16 @@ def _choose(run: RecordedRun, context: RunContext, plan: SearchPlan, tuned: list
         run.learned(selection_rule=f"best {plan.primary} on all rows (clustering)")
         return Chosen(tuned=best, model_id=model_id(run.run_id, best.name), metrics=None)
     labelled = np.concatenate([context.split.train, context.split.validation])
-    scorer = scorers(plan.target, None)[plan.primary]
-    selection = steps.select_champion(tuned, context.features, labelled, plan, scorer)
+    # A model without probabilities (e.g. hard voting) cannot be scored on pr_auc: it is left
+    # out of the choice, as it has no such figure to compare.
+    scorable = [t for t in tuned if plan.primary in scorers(plan.target, t.model)]
+    if not scorable:
+        raise SpecError(
+            f"[evaluate.primary_metric] no candidate can be scored on {plan.primary} "
+            "(it needs probabilities or decision scores): choose another metric or family"
+        )
+    scorer = scorers(plan.target, scorable[0].model)[plan.primary]
+    selection = steps.select_champion(scorable, context.features, labelled, plan, scorer)
     run.learned(selection_rule=selection.rule)
     get_run_logger().info("select: %s (%s)", selection.champion, selection.rule)
     best = next(t for t in tuned if t.name == selection.champion)
