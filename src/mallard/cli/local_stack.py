@@ -52,6 +52,7 @@ INSTALL_HINT = "apt-get install postgresql"
 SERVER_TIMEOUT_S = 180.0  # a fresh database runs all of Prefect's migrations first
 WORKER_TIMEOUT_S = 90.0
 PG_TIMEOUT_S = 60
+HOSTS = ("127.0.0.1", "0.0.0.0")  # the worker and the health checks use 127.0.0.1 either way
 # Settings of the calling environment that would point the server or the worker elsewhere.
 _PREFECT_OVERRIDES = (
     "PREFECT_API_URL",
@@ -386,8 +387,16 @@ def _start_server(folder: Path, host: str, port: int, db_url: str) -> int:
         PREFECT_SERVER_API_HOST=host,
         PREFECT_SERVER_API_PORT=str(port),
     )
+    if host != "127.0.0.1" and "PREFECT_UI_API_URL" not in env:
+        # Else the UI would ask browsers on other machines for http://0.0.0.0:PORT/api.
+        env["PREFECT_UI_API_URL"] = f"{public_url(port)}/api"
     command = [*_prefect_command(), "server", "start", "--host", host, "--port", str(port)]
     return _spawn(command, folder / "server.log", env, folder)
+
+
+def public_url(port: int) -> str:
+    """The server's address for other machines (when it listens on 0.0.0.0)."""
+    return f"http://{socket.gethostname()}:{port}"
 
 
 def _create_pool(api_url: str) -> None:
@@ -477,6 +486,8 @@ def up(
         )
     if postmaster_pid(folder) is not None:
         raise StackError(f"a PostgreSQL server already runs on {pg_data(folder)}: stop it first")
+    if host not in HOSTS:
+        raise StackError(f"--host {host}: use 127.0.0.1 (this machine) or 0.0.0.0 (all machines)")
     user = pg_user()
     server_port = pick_port(port, "the Prefect server", preferred_port, host)
     db_port = pick_port(pg_port, "PostgreSQL")

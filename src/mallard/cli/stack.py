@@ -83,6 +83,12 @@ def up(
         _say(f"  deployment   {deployment.flow_name}/{deployment.name}: {crons}")
     _say(f"UI: {state.ui_url}")
     _say(f"export PREFECT_API_URL={state.api_url}")
+    if state.server_host != "127.0.0.1":
+        remote = local_stack.public_url(state.server_port)
+        _say(
+            f"other machines: PREFECT_API_URL={remote}/api prefect worker start --pool "
+            f"{state.pool} --type process (with mallard installed and the same paths)"
+        )
 
 
 @stack_app.command()
