@@ -72,7 +72,7 @@ def test_the_local_server_starts_once_is_reused_and_stops(
         )
 
     try:
-        assert mallard("server", "status").returncode == 1
+        assert mallard("server", "status").returncode == 2
         first = mallard("server", "start")
         assert first.returncode == 0, first.stderr
         assert "started" in first.stdout and env["MALLARD_PREFECT_PORT"] in first.stdout
@@ -91,7 +91,7 @@ def test_the_local_server_starts_once_is_reused_and_stops(
     finally:
         stopped = mallard("server", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
-    assert mallard("server", "status").returncode == 1
+    assert mallard("server", "status").returncode == 2
 
 
 def test_which_api_a_flow_command_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,9 @@ from mallard.cli import prefect_api
 from mallard.cli.app import app
 from mallard.cli.output import console, user_errors
 
+# Exit 1 means a bug in mallard; a server that is not up is a state the user acts on.
+EXIT_NOT_UP = 2
+
 server_app = typer.Typer(
     help="The local Prefect server flow runs report to when PREFECT_API_URL is not set.",
     no_args_is_help=True,
@@ -45,13 +48,13 @@ def stop() -> None:
 @server_app.command()
 @user_errors
 def status() -> None:
-    """Say which Prefect API flow commands would use now; exit 1 if it is not up."""
+    """Say which Prefect API flow commands would use now; exit 2 if it is not up."""
     configured = prefect_api.configured_api_url()  # environment or Prefect profile
     if configured:
         up = prefect_api.healthy(configured)
         state = "reachable" if up else "UNREACHABLE"
         console.print(f"PREFECT_API_URL={configured}: {state}", markup=False, highlight=False)
-        raise typer.Exit(0 if up else 1)
+        raise typer.Exit(0 if up else EXIT_NOT_UP)
     if prefect_api.temporary_server_requested():
         console.print(
             "PREFECT_SERVER_EPHEMERAL_ENABLED=true: each flow command starts Prefect's "
@@ -66,7 +69,7 @@ def status() -> None:
             "`mallard server start` starts it)",
             markup=False,
         )
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_NOT_UP)
     console.print(
         f"local Prefect server: running, UI {server.ui_url}, API {server.api_url} "
         f"(PID {server.pid}, home {server.home})",
