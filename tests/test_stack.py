@@ -58,7 +58,7 @@ def test_nothing_to_stop_and_no_status(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "nothing to stop" in result.output
     result = runner.invoke(app, ["stack", "status", "--dir", str(tmp_path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no stack" in result.output
 
 

@@ -10,6 +10,7 @@ import typer
 
 from mallard.cli.app import app
 from mallard.cli.output import WarehouseOption, checked_spec, console, user_errors
+from mallard.cli.server import EXIT_NOT_UP
 
 stack_app = typer.Typer(
     help="A real Prefect deployment here: PostgreSQL, a Prefect server, a worker, the spec's "
@@ -114,14 +115,14 @@ def down(
 @stack_app.command()
 @user_errors
 def status(folder: DirOption = Path(".mallard-stack")) -> None:
-    """What the stack runs: pids alive, ports, health. Exit 1 unless every part is up."""
+    """What the stack runs: pids alive, ports, health. Exit 2 unless every part is up."""
     from mallard.cli import local_stack
     from mallard.cli.prefect_api import healthy
 
     state = local_stack.read_state(folder.resolve())
     if state is None:
         _say(f"no stack in {folder.resolve()} (`mallard stack up SPEC` starts one)")
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_NOT_UP)
     parts = local_stack.running_parts(state)
     up_ = healthy(state.api_url) if "server" in parts else False
 
@@ -135,4 +136,4 @@ def status(folder: DirOption = Path(".mallard-stack")) -> None:
     for name in state.deployments:
         _say(f"  deployment {name}")
     _say(f"export PREFECT_API_URL={state.api_url}")
-    raise typer.Exit(0 if len(parts) == 3 and up_ else 1)
+    raise typer.Exit(0 if len(parts) == 3 and up_ else EXIT_NOT_UP)
