@@ -13,6 +13,7 @@ from mallard import warehouse
 from mallard.core.errors import InputError
 from mallard.core.spec import Spec, load_spec, parse_spec
 from mallard.flows import steps
+from mallard.flows.out_of_core import ingest_engine, validate_out_of_core
 from mallard.flows.run_record import RecordedRun
 from mallard.schemas.inline import build_schema, pii_policies
 from mallard.tasks import ingest
@@ -39,11 +40,21 @@ def checked_input(
     policies = pii_policies(schema)
     salt = require_salt(policies)
     typed_columns = [name for name, column in schema.columns.items() if column.dtype is not None]
-    raw = read_source(spec, run.db, files, typed_columns)
-    run.learned(source=raw.description, data_sha256=raw.sha256, n_rows=raw.frame.height)
-    log("ingest: %d rows x %d columns from %s", raw.frame.height, raw.frame.width, raw.description)
-    frame, schema = drop_at_ingest(raw.frame, schema, policies)
-    checked = steps.protect_pii(steps.quarantine_invalid(frame, schema), policies, salt)
+    engine = ingest_engine(spec, files)
+    run.learned(ingest_engine=engine)
+    if engine == "duckdb":  # out of core: [ingest] engine, or files above duckdb_above_mb
+        _, schema = drop_at_ingest(pl.DataFrame(), schema, policies)
+        dropped = [name for name, policy in policies.items() if policy == "drop"]
+        paths = spec.source_files() if files is None else files
+        validated, sha256, description = validate_out_of_core(spec, paths, schema, dropped)
+        run.learned(source=description, data_sha256=sha256, n_rows=validated.n_rows)
+    else:
+        raw = read_source(spec, run.db, files, typed_columns)
+        run.learned(source=raw.description, data_sha256=raw.sha256, n_rows=raw.frame.height)
+        log("ingest: %d rows x %d columns from %s", *raw.frame.shape, raw.description)
+        frame, schema = drop_at_ingest(raw.frame, schema, policies)
+        validated = steps.quarantine_invalid(frame, schema)
+    checked = steps.protect_pii(validated, policies, salt)
     run.learned(n_invalid=checked.n_invalid)
     run.quarantine = checked.quarantine
     log(
