@@ -103,9 +103,7 @@ def test_the_selection_rule_and_evidence_are_recorded(tmp_path: Path, db: Path) 
     best = selection.filter(~pl.col("model_id").str.ends_with(":baseline"))["model_id"][0]
     assert best == result.best_model_id  # lowest mean rmse, never the dummy
     board = warehouse.leaderboard(db, run_id=result.run_id)
-    assert board.filter(pl.col("rank") == 1)["model_id"].to_list() == [
-        selection["model_id"][0]
-    ]
+    assert board.filter(pl.col("rank") == 1)["model_id"].to_list() == [selection["model_id"][0]]
 
 
 def test_test_metrics_carry_a_bootstrap_interval_around_the_estimate(

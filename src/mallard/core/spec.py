@@ -159,7 +159,7 @@ class PromoteSection(_Section):
     def _number_or_standard_errors(cls, value: float | str) -> float | str:
         if isinstance(value, str):
             if not re.fullmatch(r"\d+(\.\d+)?se", value.strip()):
-                raise ValueError(f"'{value}' is neither a number nor like \"1se\" or \"2se\"")
+                raise ValueError(f'\'{value}\' is neither a number nor like "1se" or "2se"')
             return value.strip()
         if value < 0:
             raise ValueError("must be 0 or more")
