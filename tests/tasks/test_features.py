@@ -160,3 +160,14 @@ def test_model_pipeline_fits_on_mixed_columns() -> None:
 
     assert pipeline.predict(features.X).shape == (4,)
     assert [name for name, _ in pipeline.steps] == ["prepare", "model"]
+
+
+def test_features_sql_that_makes_infinities_is_an_input_error_naming_the_column() -> None:
+    section = FeaturesSection(sql="SELECT *, lotsize / 0.0 AS ratio FROM source")
+
+    with pytest.raises(InputError) as caught:
+        prepare_features(houses(), section, "price")
+
+    message = str(caught.value)
+    assert message.startswith("[features.sql]") and "ratio (" in message
+    assert "NULLIF" in message and "\n" not in message

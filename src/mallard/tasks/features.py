@@ -45,7 +45,7 @@ def prepare_features(
     remaining columns into numeric and text. `exclude` leaves columns out of the features
     without failing when absent; `audit_columns` are kept aside for the fairness audit."""
     if section.sql.strip():
-        frame = sql_over_frame(frame, section.sql, "source")
+        frame = _after_features_sql(frame, section.sql)
     unknown = [name for name in section.drop if name not in frame.columns]
     if unknown:
         raise InputError(f"[features.drop] unknown column(s): {', '.join(unknown)}")
@@ -82,7 +82,7 @@ def scoring_features(
 ) -> pl.DataFrame:
     """The same features for new rows at score time; the target column may be absent."""
     if section.sql.strip():
-        frame = sql_over_frame(frame, section.sql, "source")
+        frame = _after_features_sql(frame, section.sql)
     frame = frame.drop([name for name in section.drop if name in frame.columns])
     missing = [name for name in feature_names if name not in frame.columns]
     if missing:
@@ -90,6 +90,23 @@ def scoring_features(
             f"the input lacks feature column(s) the model was trained on: {', '.join(missing)}"
         )
     return _model_ready(frame.select(feature_names))
+
+
+def _after_features_sql(frame: pl.DataFrame, sql: str) -> pl.DataFrame:
+    """The rows `features.sql` makes of `frame`. Validation has already quarantined input
+    infinities; one made by the query (x / 0.0) is the query's to fix: no estimator takes it."""
+    result = sql_over_frame(frame, sql, "source")
+    floats = [name for name, dtype in result.schema.items() if dtype.is_float()]
+    counts = (
+        result.select(pl.col(name).is_infinite().sum() for name in floats).row(0) if floats else ()
+    )
+    infinite = [f"{name} ({n} rows)" for name, n in zip(floats, counts, strict=True) if n]
+    if infinite:
+        raise InputError(
+            f"[features.sql] the query makes infinite values in {', '.join(infinite)}: guard the "
+            "expression, e.g. x / NULLIF(y, 0)"
+        )
+    return result
 
 
 def preprocessor(features: Features, section: FeaturesSection, native: bool = False) -> Any:
