@@ -9,7 +9,7 @@ import duckdb
 
 from mallard.warehouse import publish_read_copy
 from mallard.warehouse.connection import connect
-from mallard.warehouse.migrations import ML_COMMENTS_4
+from mallard.warehouse.schema_text import ML_COMMENTS_4
 
 UNCOMMENTED = """
 SELECT 'table ' || table_name FROM duckdb_tables()
