@@ -15,9 +15,8 @@ from pathlib import Path
 
 import duckdb
 
-from mallard.core.errors import WarehouseError
 from mallard.spec_sql import lock_down
-from mallard.warehouse.connection import refuse_unusable_path, require_mallard_schema, retry_on_lock
+from mallard.warehouse.connection import connect
 
 
 @contextmanager
@@ -31,20 +30,14 @@ def untrusted_connection(
     """A locked-down connection: to the warehouse `db` read-only, or to an empty in-memory
     database when `db` is None. Files under `allowed_directories` / in `allowed_paths` can be
     read, nothing can be written."""
-    if db is None:
-        con = duckdb.connect(":memory:")
-    else:
-        if not db.exists():
-            raise WarehouseError(
-                f"no warehouse at {db}: run a pipeline first (`mallard demo` or `mallard run SPEC`)"
-            )
-        refuse_unusable_path(db)
-        con = retry_on_lock(
-            db, lambda: duckdb.connect(str(db), read_only=True), timeout_s=timeout_s
-        )
+    if db is not None:
+        # The same open as every reader's (path, lock wait, schema check, damaged-file errors).
+        with connect(db, read_only=True, timeout_s=timeout_s) as con:
+            lock_down(con, allowed_directories, allowed_paths)
+            yield con
+        return
+    con = duckdb.connect(":memory:")
     try:
-        if db is not None:
-            require_mallard_schema(con, db)
         lock_down(con, allowed_directories, allowed_paths)
         yield con
     finally:
