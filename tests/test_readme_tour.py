@@ -65,11 +65,15 @@ def test_the_tour_is_read_from_the_readme() -> None:
 
 
 def tour_env(home: Path) -> dict[str, str]:
-    """As tests/conftest.py sets (temporary in-memory Prefect server per command), with a
-    Prefect home of the test's own and no warehouse or API from the caller's shell."""
+    """The user's shell as a configured Prefect server makes it (PREFECT_API_URL: this
+    session's test server, so no command pays for a server start), with a Prefect home of the
+    test's own and no warehouse from the caller's shell."""
+    from prefect.settings import PREFECT_API_URL
+
     env = {**os.environ, "PREFECT_HOME": str(home), "MALLARD_LOCK_TIMEOUT": "30"}
-    for name in ("MALLARD_WAREHOUSE", "PREFECT_API_URL", "MALLARD_DEBUG"):
+    for name in ("MALLARD_WAREHOUSE", "MALLARD_DEBUG", "PREFECT_SERVER_EPHEMERAL_ENABLED"):
         env.pop(name, None)
+    env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
     return env
 
 
@@ -153,7 +157,7 @@ def placeholders(db: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_readme_tour_runs_as_written(tmp_path: Path) -> None:
+def test_readme_tour_runs_as_written(tmp_path: Path, prefect_server: None) -> None:
     commands = tour_commands((REPO / "README.md").read_text(encoding="utf-8"))
     clone = tmp_path / "clone"
     shutil.copytree(REPO / "pipelines", clone / "pipelines", ignore=shutil.ignore_patterns("__*"))
