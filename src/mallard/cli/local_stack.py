@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from mallard.cli.prefect_api import LocalServer, _alive, _stop_process, _wait_healthy
-from mallard.core.errors import MallardError
+from mallard.core.errors import StackError
 
 DEFAULT_DIR = Path(".mallard-stack")
 POOL = "mallard"
@@ -62,10 +62,6 @@ _PREFECT_OVERRIDES = (
     "PREFECT_HOME",
     "PREFECT_PROFILE",
 )
-
-
-class StackError(MallardError):
-    """The stack cannot be started, found or stopped as asked (exit 2)."""
 
 
 @dataclass

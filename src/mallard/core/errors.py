@@ -52,3 +52,7 @@ class PrefectApiError(MallardError):
     """The Prefect API a command needs is unreachable or could not be started."""
 
     exit_code = 2
+
+
+class StackError(MallardError):
+    """`mallard stack` cannot start, find or stop the stack as asked."""
