@@ -211,7 +211,8 @@ def test_repro_reproduces_and_never_changes_the_champion(wh: Path, project: Path
     assert rerun["status"] == "succeeded" and rerun["data_sha256"] == original["data_sha256"]
     assert rerun["spec_toml"] == original["spec_toml"]
     comparison = warehouse.compare_runs(wh, run_id, rerun["run_id"])
-    assert comparison.height == 1 + 3 + 1 and comparison["identical"].all()
+    # the data, 3 evaluated models and the refit of the chosen one, the metrics
+    assert comparison.height == 1 + 3 + 1 + 1 and comparison["identical"].all()
     [decision] = warehouse.query_params(
         wh, "SELECT * FROM ml.promotions WHERE run_id = ?", [rerun["run_id"]]
     ).to_dicts()

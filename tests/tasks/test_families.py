@@ -291,12 +291,11 @@ def test_a_bad_hyperparameter_is_a_spec_error_naming_the_candidate(tmp_path: Pat
         check_candidates(parse_spec(text, tmp_path / "p.toml"))
 
 
-# A fitted MLP keeps its Adam optimizer state (plain arrays and floats). Until model_files'
-# allow-list has it, the round trip below passes it explicitly; the xfail test says when it lands.
+# A fitted MLP keeps its Adam optimizer state (plain arrays and floats): the code's allow-list
+# must hold it, or mallard could never load an mlp it saved.
 MLP_TYPES = frozenset({"sklearn.neural_network._stochastic_optimizers.AdamOptimizer"})
 
 
-@pytest.mark.xfail(reason="AdamOptimizer is not in model_files.LOADABLE_TYPES yet", strict=False)
 def test_mlp_types_are_in_the_code_allow_list() -> None:
     assert MLP_TYPES <= LOADABLE_TYPES
 
@@ -316,10 +315,9 @@ def test_mlp_trains_saves_with_skops_and_reloads(task: str) -> None:
     network = inner.regressor_ if task == "regression" else inner
     assert network.early_stopping and network.n_iter_ <= 300
     assert network.hidden_layer_sizes == [16]
-    allowed = LOADABLE_TYPES | MLP_TYPES
-    file = save_model(tuned.model, allowed=allowed)
-    assert set(file.trusted_types) <= allowed
-    reloaded = load_model(file.blob, file.sha256, file.trusted_types, allowed=allowed)
+    file = save_model(tuned.model)
+    assert set(file.trusted_types) <= LOADABLE_TYPES
+    reloaded = load_model(file.blob, file.sha256, file.trusted_types)
     X = data.X[HELD_OUT]
     assert np.array_equal(reloaded.predict(X), tuned.model.predict(X))
     if task == "regression":

@@ -176,30 +176,34 @@ def models_of(db: Path, run_id: str) -> pl.DataFrame:
     )
 
 
-def test_first_run_promotes_its_best_on_validation(first_run: tuple[Path, RunResult]) -> None:
+def test_first_run_promotes_its_best_on_the_selection_cv_refitted(
+    first_run: tuple[Path, RunResult],
+) -> None:
     db, result = first_run
     assert result.promoted and result.promotion_reason == "no champion yet"
 
     best = warehouse.query_params(
         db,
-        "SELECT model_id FROM ml.metrics WHERE run_id = ? AND split = 'validation' "
+        "SELECT model_id FROM ml.metrics WHERE run_id = ? AND split = 'selection' "
         "AND metric = 'rmse' AND family <> 'dummy' ORDER BY value LIMIT 1",
         [result.run_id],
     ).item()
     assert result.best_model_id == best
+    assert result.deployed_model_id == f"{best}.final"  # the refit on every labelled row
     [champion] = champions(db)
-    assert champion["pipeline"] == "housing" and champion["model_id"] == best
+    assert champion["pipeline"] == "housing" and champion["model_id"] == result.deployed_model_id
     assert champion["trained_in_run"] == result.run_id
     assert champion["previous_model_id"] is None
     [decision] = promotions_of(db, result.run_id)
-    assert decision["promoted"] is True and decision["model_id"] == best
+    assert decision["promoted"] is True and decision["model_id"] == result.deployed_model_id
     assert decision["policy"] == "auto" and decision["champion_model_id"] is None
 
 
 def test_every_model_is_registered_and_loads_verified(first_run: tuple[Path, RunResult]) -> None:
     db, result = first_run
     models = models_of(db, result.run_id)
-    assert set(models["candidate"]) == CANDIDATES
+    refit = result.deployed_model_id.rsplit(":", 1)[1]
+    assert set(models["candidate"]) == CANDIDATES | {refit}
     assert models["model_id"].to_list() == [f"{result.run_id}:{c}" for c in models["candidate"]]
     for row in models.iter_rows(named=True):
         assert row["size_bytes"] == len(row["skops_blob"]) > 0
@@ -225,10 +229,10 @@ def test_identical_rerun_is_not_promoted_and_models_are_byte_identical(
     assert "does not beat the champion" in result.promotion_reason
     [decision] = promotions_of(after_first, result.run_id)
     assert decision["promoted"] is False
-    assert decision["champion_model_id"] == first.best_model_id
-    assert decision["improvement"] == 0.0
+    assert decision["champion_model_id"] == first.deployed_model_id
+    assert decision["improvement"] == 0.0  # measured through its evaluated model: like for like
     [champion] = champions(after_first)
-    assert champion["model_id"] == first.best_model_id  # unchanged
+    assert champion["model_id"] == first.deployed_model_id  # unchanged
 
     # The determinism proof: same seed and data give the very same model files.
     before = models_of(first_db, first.run_id)
@@ -261,7 +265,7 @@ def test_min_improvement_is_required(after_first: Path) -> None:
     assert isinstance(lenient, RunResult)
     assert lenient.promoted and "beats the champion" in lenient.promotion_reason
     [champion] = champions(db)
-    assert champion["model_id"] == lenient.best_model_id
+    assert champion["model_id"] == lenient.deployed_model_id
     assert champion["previous_model_id"] == baseline
 
 
@@ -275,7 +279,8 @@ def test_manual_policy_never_promotes(tmp_path: Path, prefect_server: None) -> N
     assert warehouse.query(db, "SELECT count(*) FROM ml.aliases").item() == 0
     [decision] = promotions_of(db, result.run_id)
     assert decision["promoted"] is False and decision["policy"] == "manual"
-    assert models_of(db, result.run_id).height == len(CANDIDATES)  # registered all the same
+    # registered all the same, with the refit of the chosen one
+    assert models_of(db, result.run_id).height == len(CANDIDATES) + 1
 
 
 def test_manual_champion_is_the_current_champion(after_first: Path) -> None:
@@ -302,4 +307,4 @@ def test_rerun_with_the_same_run_id_is_not_judged_against_itself(
     assert result.promoted and result.promotion_reason == "no champion yet"
     assert warehouse.query(after_first, "SELECT count(*) FROM ml.aliases").item() == 1
     assert len(promotions_of(after_first, first.run_id)) == 1
-    assert champions(after_first)[0]["model_id"] == first.best_model_id
+    assert champions(after_first)[0]["model_id"] == first.deployed_model_id
