@@ -36,8 +36,9 @@ typecheck: $(SYNCED)
 
 check: lint typecheck test
 
-bench: $(SYNCED)  # issue 11: quality first, so results.md includes this run's quality.md
+bench: $(SYNCED)  # quality and Dask first, so results.md includes this run's quality.md and dask.md
 	$(RUN) python benchmarks/quality.py
+	$(RUN) python benchmarks/dask_bench.py --rows 20000 > benchmarks/dask.md
 	$(RUN) python benchmarks/run.py --rows 20000 200000 1000000
 
 # issue 13: PostgreSQL, a Prefect server on it, a worker and the spec's scheduled deployments,

@@ -317,6 +317,26 @@ def git_version() -> str:
     return done.stdout.strip()
 
 
+def dask_section(path: Path) -> list[str]:
+    """The Dask row (benchmarks/dask_bench.py, written by `make bench` before this script)."""
+    title = [
+        "## Dask: the same run on a local scheduler + 2 workers (benchmarks/dask_bench.py)",
+        "",
+    ]
+    if not path.exists():
+        return [
+            *title,
+            f"`{path}` not found: `make bench` writes it with benchmarks/dask_bench.py.",
+        ]
+    written = datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        *title,
+        f"Included from `{path.name}` (written {written}).",
+        "",
+        *path.read_text().strip().splitlines(),
+    ]
+
+
 def quality_section(path: Path) -> list[str]:
     if not path.exists():
         return [
@@ -371,6 +391,7 @@ def render(inputs: Inputs) -> str:
     for size in inputs.sizes:
         lines += size_section(size)
     lines += [*how_measured(), "", *quality_section(inputs.quality_md), ""]
+    lines += [*dask_section(inputs.quality_md.with_name("dask.md")), ""]
     return "\n".join(lines)
 
 
