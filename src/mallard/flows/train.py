@@ -27,8 +27,9 @@ from mallard.flows import steps, user_error_logs
 from mallard.flows.inputs import checked_input, load_checked_spec
 from mallard.flows.publish import publish
 from mallard.flows.run_record import RecordedRun, recorded_run
-from mallard.tasks.audit import Audit, RunContext
+from mallard.tasks.audit import Audit
 from mallard.tasks.cluster import segment_tables
+from mallard.tasks.context import RunContext
 from mallard.tasks.evaluate import Evaluation, model_id
 from mallard.tasks.features import Features
 from mallard.tasks.metrics import scorers
@@ -101,20 +102,10 @@ def train(
         context = _context(spec, run, features, plan)
         fitting = _training_sample(spec, run, context)  # [train] max_rows: tuning + selection
         tuned = _tune_all(spec, fitting, plan)
-        evaluation = steps.evaluation_table(
-            run.run_id,
-            tuned,
-            features,
-            context.split,
-            plan.target,
-            _row_index(rows, features),
-            spec.pipeline.seed,
-        )
+        evaluation = steps.evaluation_table(context, tuned, row_index=_row_index(rows, features))
         chosen = _choose(run, fitting, plan, tuned)
         final = _finalized(spec, context, plan, chosen.tuned)
-        registered = steps.register_models(
-            run.run_id, [*tuned, *final], features, context.split, _lineage(spec, run), plan.target
-        )
+        registered = steps.register_models(context, [*tuned, *final], lineage=_lineage(spec, run))
         decision = steps.champion_decision(
             context,
             pipeline=spec.pipeline.name,

@@ -10,28 +10,15 @@ import polars as pl
 
 from mallard.core.catalogue import BASELINE
 from mallard.core.spec import FairnessSection
+from mallard.tasks.context import RunContext
 from mallard.tasks.evaluate import model_id
 from mallard.tasks.fairness import fairness_summary, fairness_table
-from mallard.tasks.features import Features
 from mallard.tasks.importance import permutation_importance_table
-from mallard.tasks.metrics import Target, scorers
-from mallard.tasks.split import Split
+from mallard.tasks.metrics import scorers
 from mallard.tasks.tune import Tuned
 
 CHEAP_CELLS = 200_000  # test rows x features below which every model gets its importance
 REPEATS = 5
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What the steps after tuning share about one train run."""
-
-    run_id: str
-    features: Features
-    split: Split | None  # None for clustering: every row is used
-    target: Target
-    primary: str
-    seed: int
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import polars as pl
 
 from mallard.core.errors import InputError, MallardError
 from mallard.core.spec import PromoteSection
-from mallard.tasks.audit import RunContext
+from mallard.tasks.context import RunContext
 from mallard.tasks.metrics import clustering_metrics, score_all, scorers
 from mallard.tasks.model_files import load_model_row
 from mallard.tasks.promote import Decision, decide

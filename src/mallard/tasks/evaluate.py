@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mallard.tasks.context import RunContext
 from mallard.tasks.features import Features
 from mallard.tasks.metrics import Target, score_all, scorers
-from mallard.tasks.split import Split
 from mallard.tasks.tune import Tuned
 from mallard.tasks.uncertainty import cv_summary, holdout_intervals
 
@@ -69,18 +69,17 @@ def model_id(run_id: str, candidate: str) -> str:
     return f"{run_id}:{candidate}"
 
 
-def evaluation_table(
-    run_id: str,
-    tuned: list[Tuned],
-    features: Features,
-    split: Split | None,
-    target: Target,
-    row_index: pl.Series,
-    seed: int = 0,
-) -> Evaluation:
+def evaluation_table(run: RunContext, tuned: list[Tuned], *, row_index: pl.Series) -> Evaluation:
     """cv (mean ± std over folds of the best params), validation and test metrics (test with a
     seeded bootstrap 95 % interval) of every candidate; clustering has no holdout, its metrics
-    are on all rows (split 'all')."""
+    are on all rows (split 'all'). `row_index` maps feature rows to input positions."""
+    run_id, features, split, target, seed = (
+        run.run_id,
+        run.features,
+        run.split,
+        run.target,
+        run.seed,
+    )
     rows: list[tuple[Any, ...]] = []
     predictions, confusion = [], []
     for result in tuned:

@@ -10,12 +10,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mallard.tasks.context import RunContext
 from mallard.tasks.drift import prediction_profile, reference_profile
-from mallard.tasks.evaluate import positive_probability
-from mallard.tasks.features import Features
+from mallard.tasks.evaluate import model_id, positive_probability
 from mallard.tasks.metrics import Target
 from mallard.tasks.model_files import save_model
-from mallard.tasks.split import Split
 from mallard.tasks.tune import Tuned
 
 
@@ -40,16 +39,10 @@ class Registered:
     profiles: pl.DataFrame  # ml.feature_profiles rows (without run_id)
 
 
-def register_models(
-    run_id: str,
-    tuned: list[Tuned],
-    features: Features,
-    split: Split | None,
-    lineage: Lineage,
-    target: Target,
-) -> Registered:
+def register_models(run: RunContext, tuned: list[Tuned], *, lineage: Lineage) -> Registered:
     """ml.models rows and drift reference profiles: the features as the models learned them
     (train split; all rows for clustering), and each model's predictions on held-out rows."""
+    features, split, target = run.features, run.split, run.target
     reference_rows = np.arange(features.X.height) if split is None else split.train
     # Validation and test rows both: more rows make a steadier prediction reference.
     held_out = (
@@ -62,11 +55,11 @@ def register_models(
     )
     rows, profiles = [], []
     for result in tuned:
-        model_id = f"{run_id}:{result.name}"
+        mid = model_id(run.run_id, result.name)
         saved = save_model(result.model)
         rows.append(
             {
-                "model_id": model_id,
+                "model_id": mid,
                 "pipeline": lineage.pipeline,
                 "candidate": result.name,
                 "family": result.family,
@@ -92,7 +85,7 @@ def register_models(
         profile = feature_profile
         if predicted is not None:
             profile = pl.concat([profile, prediction_profile(predicted)], how="vertical")
-        profiles.append(profile.with_columns(pl.lit(model_id).alias("model_id")))
+        profiles.append(profile.with_columns(pl.lit(mid).alias("model_id")))
     models = pl.DataFrame(
         rows, schema_overrides={"decision_threshold": pl.Float64, "positive_class": pl.String}
     )
