@@ -109,10 +109,10 @@ def runs(
             pl.format(
                 "{} {}{}{}",
                 "metric",
-                pl.col("best_value").round_sig_figs(4),
+                _number("best_value"),
                 # half the test split's bootstrap 95 % interval, where the run has one
                 pl.when(pl.col("best_half_width").is_not_null())
-                .then(pl.format(" ±{}", pl.col("best_half_width").round_sig_figs(2)))
+                .then(pl.format(" ±{}", _number("best_half_width")))
                 .otherwise(pl.lit("")),
                 pl.when(pl.col("promoted")).then(pl.lit(" *")).otherwise(pl.lit("")),
             )
@@ -237,39 +237,52 @@ def _print_result(result: RunResult) -> None:
 
 
 def _print_leaderboard(board: pl.DataFrame, title: str) -> None:
-    """Rank, candidate and the primary metric: on test with its bootstrap 95 % interval, and
-    the selection CV (train + validation rows, what the rank is on) as mean ± std. Clustering
-    has one number per model, on all rows."""
+    """Rank, candidate (with its family where the name does not say it) and the primary
+    metric: on test with its bootstrap 95 % interval, and the selection CV (train + validation
+    rows, what the rank is on) as mean ± std; sized for an 80-column terminal. Clustering has
+    one number per model, on all rows."""
     import polars as pl
 
     metric = board["metric"][0]
     held_out = board["validation_value"].is_not_null().any()
+    candidate = pl.col("model_id").str.split(":").list.last()
     columns = [
         pl.col("rank"),
-        pl.col("model_id").str.split(":").list.last().alias("model"),
-        pl.col("family"),
+        pl.when(candidate == pl.col("family"))
+        .then(candidate)
+        .otherwise(pl.format("{} ({})", candidate, "family"))
+        .alias("model"),
     ]
     if not held_out:
-        print_frame(board.select(*columns, pl.col("value").alias(metric)), title=title)
+        print_frame(board.select(*columns, _number("value").alias(metric)), title=title)
         return
     columns.append(
-        pl.format("{} [{}, {}]", *(_sig(c) for c in ("value", "value_low", "value_high"))).alias(
+        pl.format("{} [{}, {}]", *(_number(c) for c in ("value", "value_low", "value_high"))).alias(
             f"test {metric} [95% CI]"
         )
     )
     if board["selection_value"].is_not_null().any():
         columns.append(
-            pl.format("{} ± {}", _sig("selection_value"), _sig("selection_std")).alias(
+            pl.format("{} ± {}", _number("selection_value"), _number("selection_std")).alias(
                 f"cv {metric} (ranked)"
             )
         )
     else:  # runs from before the selection CV were ranked on validation
-        columns.append(pl.col("validation_value").alias(f"validation {metric} (ranked)"))
+        columns.append(_number("validation_value").alias(f"validation {metric} (ranked)"))
     print_frame(board.select(columns), title=title)
 
 
-def _sig(column: str) -> pl.Expr:
-    """4 significant figures as text, '—' for a missing number: one way to print a metric."""
+def _number(column: str) -> pl.Expr:
+    """A metric as short text: 4 significant figures, thousands grouped from 1,000 on
+    (10,670 rather than 1.067e+04), '—' when missing."""
     import polars as pl
 
-    return pl.col(column).round_sig_figs(4).cast(pl.String).fill_null("—")
+    return pl.col(column).map_elements(_figure, return_dtype=pl.String).fill_null("—")
+
+
+def _figure(value: float) -> str:
+    if value != value:  # NaN
+        return "—"
+    if abs(value) >= 1000:
+        return f"{float(f'{value:.4g}'):,.0f}"
+    return f"{value:.4g}"
