@@ -10,7 +10,7 @@ import pytest
 
 from mallard import warehouse
 from mallard.core.errors import InputError
-from mallard.tasks.ingest import Ingested, _files_sha256, from_query, read_files
+from mallard.tasks.ingest import Ingested, files_sha256, from_query, read_files
 
 
 def read_sql(db: Path, sql: str) -> Ingested:
@@ -160,9 +160,9 @@ def test_sha256_of_several_files_covers_names_sizes_and_order(tmp_path: Path) ->
 
     result = read_files([a, b], text_columns=[])
 
-    assert result.sha256 == _files_sha256([a, b]) != _files_sha256([b, a])
+    assert result.sha256 == files_sha256([a, b]) != files_sha256([b, a])
     renamed = b.rename(tmp_path / "c.csv")
-    assert _files_sha256([a, renamed]) != result.sha256
+    assert files_sha256([a, renamed]) != result.sha256
 
 
 def test_sha256_of_a_large_file_reads_it_in_chunks(tmp_path: Path) -> None:
@@ -234,10 +234,10 @@ def test_moving_bytes_between_files_changes_the_fingerprint(tmp_path: Path) -> N
     ]
     assert b"".join(p.read_bytes() for p in one) == b"".join(p.read_bytes() for p in two)
 
-    assert _files_sha256(one) != _files_sha256(two)
+    assert files_sha256(one) != files_sha256(two)
 
 
 def test_one_file_is_fingerprinted_by_its_bytes(tmp_path: Path) -> None:
     path = write(tmp_path / "a.csv", "id\n1\n")
 
-    assert _files_sha256([path]) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert files_sha256([path]) == hashlib.sha256(path.read_bytes()).hexdigest()

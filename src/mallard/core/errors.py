@@ -7,6 +7,19 @@ The base class is never raised itself: raise the subclass that says whose mistak
 
 from __future__ import annotations
 
+from pathlib import Path
+
+
+def first_line(exc: BaseException) -> str:
+    """A library's error as one line for a user-facing message (its first line, else its type)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe_files(files: list[Path]) -> str:
+    """How messages and ml.runs.source name a run's input files."""
+    return str(files[0]) if len(files) == 1 else f"{len(files)} files from {files[0].parent}"
+
 
 class MallardError(Exception):
     """Base class: a problem the user can fix. The message is shown as is, without a traceback."""

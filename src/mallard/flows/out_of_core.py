@@ -9,9 +9,10 @@ from pathlib import Path
 import pandera.polars as pa
 from prefect import get_run_logger
 
+from mallard.core.errors import describe_files
 from mallard.core.spec import Spec
 from mallard.flows import steps
-from mallard.tasks.ingest import _describe, _files_sha256
+from mallard.tasks.ingest import files_sha256
 from mallard.tasks.validate import Validated
 from mallard.warehouse import out_of_core
 
@@ -45,4 +46,4 @@ def validate_out_of_core(
     checked = Validated(
         valid=valid, quarantine=result.quarantine, n_rows=result.n_rows, valid_rows=positions
     )
-    return checked, _files_sha256(files), _describe(files)
+    return checked, files_sha256(files), describe_files(files)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mallard.core.errors import InputError
+from mallard.core.errors import InputError, describe_files, first_line
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,8 @@ def read_files(files: list[Path], text_columns: list[str]) -> Ingested:
     frames = [_read_one(path, text_columns) for path in files]
     frame = frames[0] if len(frames) == 1 else _concat(frames, files)
     if frame.height == 0:
-        raise InputError(f"{_describe(files)} has a header but no data rows")
-    return Ingested(frame=frame, sha256=_files_sha256(files), description=_describe(files))
+        raise InputError(f"{describe_files(files)} has a header but no data rows")
+    return Ingested(frame=frame, sha256=files_sha256(files), description=describe_files(files))
 
 
 def from_query(frame: pl.DataFrame, sql: str) -> Ingested:
@@ -62,7 +62,7 @@ def _read_one(path: Path, text_columns: list[str]) -> pl.DataFrame:
     except pl.exceptions.NoDataError:
         raise InputError(f"{path} is empty: expected a header and data rows") from None
     except (pl.exceptions.ComputeError, pl.exceptions.SchemaError, OSError) as exc:
-        raise InputError(f"cannot read {path}: {_first_line(exc)}") from None
+        raise InputError(f"cannot read {path}: {first_line(exc)}") from None
     raise InputError(f"cannot read {path}: only .csv, .tsv and .parquet files are supported")
 
 
@@ -71,11 +71,11 @@ def _concat(frames: list[pl.DataFrame], files: list[Path]) -> pl.DataFrame:
         return pl.concat(frames, how="vertical_relaxed")
     except (pl.exceptions.SchemaError, pl.exceptions.ShapeError, pl.exceptions.ComputeError) as exc:
         raise InputError(
-            f"the files matched by source.path do not share one set of columns: {_first_line(exc)}"
+            f"the files matched by source.path do not share one set of columns: {first_line(exc)}"
         ) from None
 
 
-def _files_sha256(files: list[Path]) -> str:
+def files_sha256(files: list[Path]) -> str:
     """One file: the sha256 of its bytes. Several: the sha256 over each file's name, size and
     digest, so moving bytes from one file to the next, or renaming one, changes the print."""
     digests = []
@@ -88,11 +88,3 @@ def _files_sha256(files: list[Path]) -> str:
     for path, digest in zip(files, digests, strict=True):
         combined.update(f"{path.name}\0{path.stat().st_size}\0{digest}\n".encode())
     return combined.hexdigest()
-
-
-def _describe(files: list[Path]) -> str:
-    return str(files[0]) if len(files) == 1 else f"{len(files)} files from {files[0].parent}"
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

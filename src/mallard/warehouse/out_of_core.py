@@ -39,7 +39,7 @@ import duckdb
 import pandera.polars as pa
 import polars as pl
 
-from mallard.core.errors import DataValidationError, InputError
+from mallard.core.errors import DataValidationError, InputError, describe_files, first_line
 from mallard.spec_sql import FEATURES, lock_down, read_only_relation
 
 MEMORY_LIMIT_ENV = "MALLARD_DUCKDB_MEMORY_LIMIT"
@@ -187,7 +187,7 @@ def _validate(
     _require_columns(declared, source_types)
     n_rows = int(_scalar(con, f"SELECT count(*) FROM read_parquet({_lit(raw_path)})"))
     if n_rows == 0:
-        raise InputError(f"{_describe(files)} has a header but no data rows")
+        raise InputError(f"{describe_files(files)} has a header but no data rows")
 
     casts: dict[str, str] = {}
     checks: list[tuple[str, str, str, str]] = []  # (column, check name, table, failing-row SQL)
@@ -276,7 +276,7 @@ def _write_raw(
             )
         con.execute(f"COPY (SELECT *{dropped} FROM {reader}) TO {_lit(out)} {_PARQUET}")
     except duckdb.Error as exc:
-        raise InputError(f"cannot read {_describe(files)}: {_first_line(exc)}") from None
+        raise InputError(f"cannot read {describe_files(files)}: {first_line(exc)}") from None
 
 
 def _cast(column: str, source: str, target: Any) -> str:
@@ -423,12 +423,3 @@ def _literal(value: object) -> str:
     if isinstance(value, int | float):
         return repr(value)
     return _lit(value)
-
-
-def _describe(files: list[Path]) -> str:
-    return str(files[0]) if len(files) == 1 else f"{len(files)} files from {files[0].parent}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
