@@ -7,6 +7,9 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 SYNCED := .venv/.synced-$(UV_VERSION)
 RUN := $(UV) run --locked --no-sync
+# The editable install's own sources are not in site-packages, so uv's compile-bytecode
+# (pyproject.toml) skips them; compile them before each use (up-to-date files are skipped).
+BYTECODE := $(RUN) python -m compileall -q src
 
 .PHONY: demo test check lint typecheck bench env clean stack
 
@@ -21,9 +24,11 @@ $(SYNCED): $(UV) pyproject.toml uv.lock
 	@touch $@
 
 demo: $(SYNCED)
+	@$(BYTECODE)
 	$(RUN) mallard demo
 
 test: $(SYNCED)
+	@$(BYTECODE)
 	$(RUN) pytest
 
 lint: $(SYNCED)
@@ -37,6 +42,7 @@ typecheck: $(SYNCED)
 check: lint typecheck test
 
 bench: $(SYNCED)  # quality and Dask first, so results.md includes this run's quality.md and dask.md
+	@$(BYTECODE)
 	$(RUN) python benchmarks/quality.py
 	$(RUN) python benchmarks/dask_bench.py --rows 20000 > benchmarks/dask.md
 	$(RUN) python benchmarks/run.py --rows 20000 200000 1000000
