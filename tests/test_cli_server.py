@@ -71,18 +71,26 @@ def test_the_local_server_starts_once_is_reused_and_stops(
             timeout=300,
         )
 
+    data = housing_spec.parent / "data" / "housing.csv"
+    warehouse = str(tmp_path / "w.db")
     try:
         assert mallard("server", "status").returncode == 2
-        first = mallard("server", "start")
-        assert first.returncode == 0, first.stderr
-        assert "started" in first.stdout and env["MALLARD_PREFECT_PORT"] in first.stdout
+        broken = tmp_path / "broken.toml"
+        broken.write_text("[source\n")
+        refused = mallard("validate", str(broken), str(data), "-w", warehouse)
+        assert refused.returncode == 2 and "starting a local" not in refused.stderr
+        assert not (tmp_path / "home" / "prefect-server.json").exists()  # a bad spec starts none
+        # The first flow command starts the server (booting while the command imports).
+        first = mallard("validate", str(housing_spec), str(data), "-w", warehouse)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert first.stderr.count("starting a local Prefect server") == 1, first.stderr
+        assert env["MALLARD_PREFECT_PORT"] in first.stderr
         again = mallard("server", "start")
-        assert "already running" in again.stdout
+        assert again.returncode == 0 and "already running" in again.stdout, again.stdout
         assert mallard("server", "status").returncode == 0
 
-        data = housing_spec.parent / "data" / "housing.csv"
         started = time.monotonic()
-        checked = mallard("validate", str(housing_spec), str(data), "-w", str(tmp_path / "w.db"))
+        checked = mallard("validate", str(housing_spec), str(data), "-w", warehouse)
         took = time.monotonic() - started
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "starting a local Prefect server" not in checked.stderr  # reused
@@ -104,6 +112,10 @@ def test_which_api_a_flow_command_uses(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_ENABLED", "true")
     monkeypatch.setattr(prefect_api, "configured_api_url", lambda: None)
     assert prefect_api.api_url() is None
+    prefect_api.start_server_early()  # Prefect's own temporary server: nothing to spawn
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    prefect_api.start_server_early()  # a configured server: nothing to spawn
+    assert not prefect_api.state_file().exists()
 
     finished = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],

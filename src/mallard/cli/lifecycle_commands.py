@@ -47,12 +47,12 @@ def score(
     run_id: Annotated[str | None, typer.Option(help="Reuse a run id")] = None,
 ) -> None:
     """Score new rows with the pipeline's champion; store predictions and drift."""
+    checked_spec(spec, flow_run_follows=True)
     from mallard.flows.inputs import input_files
     from mallard.flows.score import check_output
     from mallard.flows.score import score as score_flow
 
-    checked_spec(spec)
-    if output is not None:  # cheap checks first: before a Prefect server starts
+    if output is not None:  # cheap checks first: before a flow run is recorded
         check_output(output)
     input_files(input_path)
     result = run_flow(
@@ -78,9 +78,9 @@ def validate(
 ) -> None:
     """Validate data against the spec's schema; store the quarantine, train nothing (exit 3 if
     too many rows fail)."""
+    checked_spec(spec, flow_run_follows=True)
     from mallard.flows.validate import validate_data
 
-    checked_spec(spec)
     result = run_flow(
         validate_data, spec_path=spec, input_path=input_path, warehouse_file=warehouse
     )

@@ -114,15 +114,21 @@ def run_flow(flow: Callable[..., R], **parameters: Any) -> R:
         return flow(**parameters)
 
 
-def checked_spec(path: Path) -> Spec:
+def checked_spec(path: Path, flow_run_follows: bool = False) -> Spec:
     """Load the spec and check what needs no data (the PII salt), so a mistake fails here,
-    before a Prefect server is started or the warehouse is touched."""
+    before the warehouse is touched. With `flow_run_follows`, a spec that parses starts the
+    local Prefect server booting meanwhile (the checks below import scikit-learn and pandera)."""
     from mallard.core.spec import load_spec
+
+    spec = load_spec(path)
+    if flow_run_follows:
+        from mallard.cli.prefect_api import start_server_early
+
+        start_server_early()
     from mallard.schemas.inline import build_schema, pii_policies
     from mallard.tasks.families import check_candidates
     from mallard.tasks.privacy import require_salt
 
-    spec = load_spec(path)
     check_candidates(spec)
     require_salt(pii_policies(build_schema(spec.schema_, spec.target)))
     return spec

@@ -86,14 +86,41 @@ def running_server() -> LocalServer | None:
 
 def start_server(announce: bool = True) -> tuple[LocalServer, bool]:
     """The local server, started detached if it is not up; (server, whether it was started)."""
+    for _attempt in range(2):  # an old server alive but never answering is replaced once
+        server, started = _spawned_server(announce)
+        if _wait_healthy(server, timeout_s=START_TIMEOUT_S):
+            return server, started
+        _stop_process(server.pid)
+        if started:
+            break
+    raise PrefectApiError(
+        f"the local Prefect server on port {server.port} did not start within "
+        f"{START_TIMEOUT_S:g} s; see {log_file()}"
+    )
+
+
+def start_server_early() -> None:
+    """Spawn the local server, without waiting for it, if a flow run will need it.
+
+    A command calls this before its heavy imports: the server boots (~7 s cold: its imports,
+    then its database's migrations) on one core while the command imports the flow modules
+    (~2.5 s) on the other, instead of one after the other."""
+    if os.environ.get("PREFECT_API_URL") or temporary_server_requested():
+        return
+    if configured_api_url():  # a Prefect profile's server
+        return
+    _spawned_server(announce=True)
+
+
+def _spawned_server(announce: bool) -> tuple[LocalServer, bool]:
+    """The recorded live server, or a new one spawned and recorded (it may still be booting:
+    whoever needs it waits for its health check)."""
     home = mallard_home()
     home.mkdir(parents=True, exist_ok=True)
     with _start_lock(home / "prefect-server.lock"):
         server = recorded_server()
         if server is not None:
-            if _wait_healthy(server, timeout_s=START_TIMEOUT_S):
-                return server, False
-            _stop_process(server.pid)  # alive but never answered: start afresh
+            return server, False
         port = _free_port(prefect_port())
         if announce:
             print(
@@ -102,12 +129,6 @@ def start_server(announce: bool = True) -> tuple[LocalServer, bool]:
                 file=sys.stderr,
             )
         server = _spawn(home, port)
-        if not _wait_healthy(server, timeout_s=START_TIMEOUT_S):
-            _stop_process(server.pid)
-            raise PrefectApiError(
-                f"the local Prefect server on port {port} did not start within "
-                f"{START_TIMEOUT_S:g} s; see {log_file()}"
-            )
         state_file().write_text(
             json.dumps({"pid": server.pid, "port": port, "home": str(server.home)}),
             encoding="utf-8",

@@ -45,7 +45,7 @@ def run(
 ) -> None:
     """Run the train flow of a pipeline spec and print its leaderboard."""
 
-    checked_spec(spec)
+    checked_spec(spec, flow_run_follows=True)
     _print_result(_train(spec, warehouse, run_id, dask))
 
 
