@@ -3,14 +3,24 @@ refit on every labelled row, on small seeded tables."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 import pytest
-from sklearn.metrics import mean_squared_error, r2_score
+from sklearn.base import BaseEstimator
+from sklearn.metrics import (
+    accuracy_score,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_error,
+    r2_score,
+)
 
 from mallard.core.spec import Candidate, FeaturesSection
+from mallard.tasks import uncertainty
 from mallard.tasks.features import Features, prepare_features
-from mallard.tasks.metrics import Target, score_all, scorers
+from mallard.tasks.metrics import Target, resampled_metric, score_all, scorers
 from mallard.tasks.tune import SearchPlan, Tuned, tune_candidate
 from mallard.tasks.uncertainty import (
     SMALL_SELECTION_REPEATS,
@@ -141,6 +151,80 @@ def test_holdout_intervals_for_classes_read_probabilities_of_the_positive_class(
     points = score_all(scoring, model, X, y)
     for name in ("roc_auc", "pr_auc", "f1", "log_loss", "accuracy"):
         assert intervals[name].estimate == pytest.approx(points[name]), name
+
+
+class _Fixed(BaseEstimator):
+    """A fitted model whose predictions are given (the replay reads predict only)."""
+
+    def __init__(self, predictions: np.ndarray | None = None) -> None:
+        self.predictions = predictions
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        assert self.predictions is not None
+        return self.predictions[np.asarray(X, dtype=int).ravel()]
+
+
+@pytest.mark.parametrize(
+    ("name", "reference"),
+    [
+        ("rmse", rmse),
+        ("mae", mean_absolute_error),
+        ("mape", mean_absolute_percentage_error),
+        ("r2", r2_score),
+    ],
+)
+def test_blockwise_regression_intervals_equal_scikit_learns_resample_by_resample(
+    name: str, reference: Callable[[np.ndarray, np.ndarray], float]
+) -> None:
+    y, p = noisy(150, seed=4)
+    y[:3] = 0.0  # MAPE's zero guard
+    scorer = scorers(Target("regression"), None)[name]
+    calls = []
+
+    def counted(*args: object) -> float:
+        calls.append(1)
+        return float(scorer(*args))
+
+    fast = holdout_intervals({name: counted}, _Fixed(p), np.arange(150), y, n_boot=400, seed=9)[
+        name
+    ]
+    assert len(calls) == 1  # the point estimate; the 400 resamples are one array expression
+    slow = bootstrap_interval(y, p, reference, n_boot=400, seed=9)
+
+    assert fast.n_boot == slow.n_boot == 400
+    assert (fast.estimate, fast.low, fast.high) == pytest.approx(
+        (slow.estimate, slow.low, slow.high), rel=1e-9
+    )
+
+
+def test_blockwise_accuracy_equals_scikit_learns_and_r2_of_a_constant_target_is_finite() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.choice(np.array(["no", "yes"]), 120)
+    p = np.where(rng.random(120) < 0.8, y, "no")
+    scoring = {
+        "accuracy": scorers(Target("classification", ("no", "yes"), "yes"), None)["accuracy"]
+    }
+
+    fast = holdout_intervals(scoring, _Fixed(p), np.arange(120), y, n_boot=300, seed=1)
+    slow = bootstrap_interval(y, p, accuracy_score, n_boot=300, seed=1)
+    assert (fast["accuracy"].low, fast["accuracy"].high) == pytest.approx((slow.low, slow.high))
+
+    constant = np.ones(20)
+    r2 = resampled_metric("r2")
+    assert r2 is not None
+    exact, off = (
+        r2(constant[None, :], constant[None, :]),
+        r2(constant[None, :], constant[None, :] * 2),
+    )
+    assert exact.tolist() == [r2_score(constant, constant)] and off.tolist() == [0.0]
+
+
+def test_resamples_are_the_same_whatever_the_block_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    y, p = noisy(500, seed=5)
+    whole = bootstrap_interval(y, p, rmse, n_boot=200, seed=3)
+    monkeypatch.setattr(uncertainty, "RESAMPLE_BLOCK_CELLS", 1_700)  # 3 resamples per block
+    blocked = bootstrap_interval(y, p, rmse, n_boot=200, seed=3)
+    assert (blocked.low, blocked.high, blocked.n_boot) == (whole.low, whole.high, whole.n_boot)
 
 
 def test_cv_summary_gives_mean_and_std_over_folds() -> None:

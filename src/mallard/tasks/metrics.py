@@ -113,6 +113,36 @@ def _roc_auc(y_true: np.ndarray, y_score: np.ndarray, pos_label: Any) -> float:
     return float(roc_auc_score(np.asarray(y_true) == pos_label, y_score))
 
 
+BlockMetric = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def resampled_metric(name: str) -> BlockMetric | None:
+    """`name` for many resamples at once, in the metric's own sign: (y_true, y_pred) as
+    (resamples, rows) arrays -> one value per resample; None where only the scorer defines it.
+    Same definitions as scikit-learn's (tests compare them resample by resample)."""
+    return _BLOCK_METRICS.get(name)
+
+
+def _r2(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    residual = ((t - p) ** 2).sum(axis=1)
+    total = ((t - t.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = 1 - residual / total
+    # scikit-learn's force_finite: a constant target scores 1 if predicted exactly, else 0
+    return np.where(total == 0, np.where(residual == 0, 1.0, 0.0), r2)
+
+
+_BLOCK_METRICS: dict[str, BlockMetric] = {
+    "rmse": lambda t, p: np.sqrt(((t - p) ** 2).mean(axis=1)),
+    "mae": lambda t, p: np.abs(t - p).mean(axis=1),
+    "mape": lambda t, p: (np.abs(t - p) / np.maximum(np.abs(t), np.finfo(np.float64).eps)).mean(
+        axis=1
+    ),
+    "r2": _r2,
+    "accuracy": lambda t, p: (t == p).mean(axis=1),
+}
+
+
 def from_score(metric: str, score: float) -> float:
     """A scorer's greater-is-better number back in the metric's own sign (RMSE positive)."""
     return score if greater_is_better(metric) else -score

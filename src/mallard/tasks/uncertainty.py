@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from mallard.core.catalogue import BASELINE, greater_is_better
 from mallard.tasks.features import Features
-from mallard.tasks.metrics import Scorer, from_score
+from mallard.tasks.metrics import Scorer, from_score, resampled_metric
 from mallard.tasks.tune import CORES, SearchPlan, Tuned, cv_splitter, train_view
 
 N_BOOT = 1_000
@@ -65,26 +65,19 @@ def bootstrap_interval(
     """Percentile bootstrap of `metric(y_true, y_pred)` over rows resampled with replacement.
     `y_pred` may be labels, numbers or a score matrix (rows first). Deterministic per seed."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    n = len(y_true)
-    if n == 0:
+    if len(y_true) == 0:
         raise ValueError("bootstrap_interval needs at least one row")
     estimate = float(metric(y_true, y_pred))
-    draws = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
     values = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # undefined resamples are counted out below
-        for rows in draws:
-            try:
-                value = float(metric(y_true[rows], y_pred[rows]))
-            except ValueError:  # e.g. ROC AUC of a resample holding one class only
-                continue
-            if np.isfinite(value):
-                values.append(value)
-    if not values:
-        return Interval(estimate, float("nan"), float("nan"), 0, level)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return Interval(estimate, float(low), float(high), len(values), level)
+        for draws in _resamples(len(y_true), n_boot, seed):
+            for rows in draws:
+                try:
+                    values.append(float(metric(y_true[rows], y_pred[rows])))
+                except ValueError:  # e.g. ROC AUC of a resample holding one class only
+                    continue
+    return _percentile_interval(estimate, np.asarray(values, dtype=float), level)
 
 
 def holdout_intervals(
@@ -98,9 +91,15 @@ def holdout_intervals(
     level: float = LEVEL,
 ) -> dict[str, Interval]:
     """A bootstrap interval for every metric in `scoring` (mallard's scorers from
-    tasks/metrics.py), in each metric's own sign (RMSE positive), from one prediction pass."""
+    tasks/metrics.py), in each metric's own sign (RMSE positive), from one prediction pass.
+
+    Metrics that are plain arithmetic on predictions (RMSE, MAE, MAPE, R², accuracy) are
+    computed for a block of resamples at once: calling a scikit-learn scorer costs ~1 ms, which
+    made 1,000 resamples of 5 metrics of 4 candidates 7 s of a 500-row run. The others call the
+    scorer per resample. The point estimate always comes from the scorer."""
     replay = _Replay(model, X)
     index = np.arange(len(y)).reshape(-1, 1)
+    y = np.asarray(y)
     out = {}
     for name, scorer in scoring.items():
 
@@ -109,8 +108,38 @@ def holdout_intervals(
         ) -> float:
             return from_score(name, float(scorer(replay, rows, y_rows)))
 
-        out[name] = bootstrap_interval(y, index, metric, n_boot=n_boot, seed=seed, level=level)
+        blockwise = resampled_metric(name)
+        if blockwise is None or replay.outputs_.get("predict", index).ndim != 1:
+            out[name] = bootstrap_interval(y, index, metric, n_boot=n_boot, seed=seed, level=level)
+            continue
+        predicted = replay.outputs_["predict"]
+        values = np.concatenate(
+            [blockwise(y[rows], predicted[rows]) for rows in _resamples(len(y), n_boot, seed)]
+        )
+        out[name] = _percentile_interval(metric(y, index), values, level)
     return out
+
+
+RESAMPLE_BLOCK_CELLS = 4_000_000  # resampled row numbers held at once (32 MB as int64)
+
+
+def _resamples(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """`n_boot` seeded resamples of `n` row numbers, as (k, n) blocks: 1,000 resamples of a
+    150k-row holdout would be 1.2 GB at once. One generator draws the blocks in turn, so the
+    resamples are the same whatever the block size."""
+    rng = np.random.default_rng(seed)
+    block = max(1, min(n_boot, RESAMPLE_BLOCK_CELLS // max(n, 1)))
+    for start in range(0, n_boot, block):
+        yield rng.integers(0, n, size=(min(block, n_boot - start), n))
+
+
+def _percentile_interval(estimate: float, values: np.ndarray, level: float) -> Interval:
+    values = values[np.isfinite(values)]  # undefined resamples are counted out
+    if values.size == 0:
+        return Interval(estimate, float("nan"), float("nan"), 0, level)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return Interval(estimate, float(low), float(high), int(values.size), level)
 
 
 class _Replay(BaseEstimator):
