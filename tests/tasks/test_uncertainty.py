@@ -4,6 +4,7 @@ refit on every labelled row, on small seeded tables."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import polars as pl
@@ -11,10 +12,14 @@ import pytest
 from sklearn.base import BaseEstimator
 from sklearn.metrics import (
     accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
     mean_absolute_error,
     mean_absolute_percentage_error,
     mean_squared_error,
+    precision_score,
     r2_score,
+    recall_score,
 )
 
 from mallard.core.spec import Candidate, FeaturesSection
@@ -217,6 +222,42 @@ def test_blockwise_accuracy_equals_scikit_learns_and_r2_of_a_constant_target_is_
         r2(constant[None, :], constant[None, :] * 2),
     )
     assert exact.tolist() == [r2_score(constant, constant)] and off.tolist() == [0.0]
+
+
+@pytest.mark.parametrize("classes", [("no", "yes"), ("a", "b", "c")])
+@pytest.mark.parametrize("name", ["precision", "recall", "f1", "f1_macro", "balanced_accuracy"])
+def test_blockwise_label_metrics_equal_scikit_learns_resample_by_resample(
+    classes: tuple[str, ...], name: str
+) -> None:
+    rng = np.random.default_rng(len(classes))
+    y = rng.choice(np.array(classes), 60)
+    p = np.where(rng.random(60) < 0.6, y, classes[0])  # some classes rarely predicted
+    target = Target("classification", classes, "yes" if len(classes) == 2 else None)
+    scorer = scorers(target, None)[name]
+    calls = []
+
+    def counted(*args: object) -> float:
+        calls.append(1)
+        return float(scorer(*args))
+
+    fast = holdout_intervals(
+        {name: counted}, _Fixed(p), np.arange(60), y, target=target, n_boot=300, seed=2
+    )[name]
+
+    average = "macro" if len(classes) > 2 or name == "f1_macro" else "binary"
+    reference = {
+        "precision": partial(precision_score, average=average, pos_label="yes", zero_division=0),
+        "recall": partial(recall_score, average=average, pos_label="yes", zero_division=0),
+        "f1": partial(f1_score, average=average, pos_label="yes", zero_division=0),
+        "f1_macro": partial(f1_score, average="macro", zero_division=0),
+        "balanced_accuracy": balanced_accuracy_score,
+    }[name]
+    slow = bootstrap_interval(y, p, reference, n_boot=300, seed=2)
+    assert len(calls) == 1
+    assert fast.n_boot == slow.n_boot
+    assert (fast.estimate, fast.low, fast.high) == pytest.approx(
+        (slow.estimate, slow.low, slow.high), rel=1e-9
+    )
 
 
 def test_resamples_are_the_same_whatever_the_block_size(monkeypatch: pytest.MonkeyPatch) -> None:

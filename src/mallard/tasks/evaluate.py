@@ -107,7 +107,9 @@ def evaluation_table(run: RunContext, tuned: list[Tuned], *, row_index: pl.Serie
             confusion.append(_confusion(mid, "validation", y, result.model.predict(X)))
         X, y = features.X[split.test], features.y[split.test]
         resamples = TEST_BOOTSTRAP if len(y) <= LARGE_TEST_ROWS else LARGE_TEST_BOOTSTRAP
-        intervals = holdout_intervals(scoring, result.model, X, y, n_boot=resamples, seed=seed)
+        intervals = holdout_intervals(
+            scoring, result.model, X, y, target=target, n_boot=resamples, seed=seed
+        )
         rows += [
             (mid, result.family, "test", m, i.estimate, None, None, i.low, i.high)
             for m, i in intervals.items()

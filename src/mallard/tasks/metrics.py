@@ -116,11 +116,43 @@ def _roc_auc(y_true: np.ndarray, y_score: np.ndarray, pos_label: Any) -> float:
 BlockMetric = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def resampled_metric(name: str) -> BlockMetric | None:
+def resampled_metric(
+    name: str, target: Target | None = None, labels: np.ndarray | None = None
+) -> BlockMetric | None:
     """`name` for many resamples at once, in the metric's own sign: (y_true, y_pred) as
     (resamples, rows) arrays -> one value per resample; None where only the scorer defines it.
-    Same definitions as scikit-learn's (tests compare them resample by resample)."""
-    return _BLOCK_METRICS.get(name)
+    Label metrics take class codes: positions in `labels`, the sorted classes of the truth
+    and the predictions. Same definitions as scikit-learn's (tests compare them resample by
+    resample), including its zero_division=0 and macro averages over the classes present."""
+    if name in _BLOCK_METRICS:
+        return _BLOCK_METRICS[name]
+    if name not in _LABEL_METRICS or target is None or labels is None:
+        return None
+    positive = None
+    if target.binary and name != "f1_macro" and name != "balanced_accuracy":
+        found = np.flatnonzero(labels == target.pos_label)
+        if found.size == 0:
+            return None
+        positive = int(found[0])
+    kind, n_labels = _LABEL_METRICS[name], len(labels)
+    return lambda t, p: _label_metric(kind, t, p, n_labels, positive)
+
+
+def _label_metric(
+    kind: str, t: np.ndarray, p: np.ndarray, n_labels: int, positive: int | None
+) -> np.ndarray:
+    hits = np.stack([((t == c) & (p == c)).sum(axis=1) for c in range(n_labels)], axis=1)
+    true = np.stack([(t == c).sum(axis=1) for c in range(n_labels)], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if kind == "balanced_accuracy":  # mean recall over the classes in the truth
+            return np.asarray(np.nanmean(hits / np.where(true > 0, true, np.nan), axis=1))
+        predicted = np.stack([(p == c).sum(axis=1) for c in range(n_labels)], axis=1)
+        over = {"precision": predicted, "recall": true, "f1": (true + predicted) / 2}[kind]
+        score = np.where(over > 0, hits / over, 0.0)
+    if positive is not None:
+        return np.asarray(score[:, positive], dtype=float)
+    present = (true + predicted) > 0
+    return np.asarray((score * present).sum(axis=1) / present.sum(axis=1), dtype=float)
 
 
 def _r2(t: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -140,6 +172,13 @@ _BLOCK_METRICS: dict[str, BlockMetric] = {
     ),
     "r2": _r2,
     "accuracy": lambda t, p: (t == p).mean(axis=1),
+}
+_LABEL_METRICS = {  # metric -> the per-class score averaged (macro) or read at the positive class
+    "balanced_accuracy": "balanced_accuracy",
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "f1",
+    "f1_macro": "f1",
 }
 
 
