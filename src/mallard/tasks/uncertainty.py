@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,6 +37,7 @@ N_BOOT = 1_000
 LEVEL = 0.95
 SMALL_SELECTION_ROWS = 2_000  # fewer train + validation rows: repeated K-fold for selection
 SMALL_SELECTION_REPEATS = 3
+SMALL_FITS_ROWS = 2_000  # up to here a fit takes milliseconds: no worker processes
 REUSE_TUNING_CV_ROWS = 50_000  # more rows: the tuning CV (train rows) is already stable
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
@@ -268,9 +270,15 @@ def select_champion(
         how = f"tuning CV on the {len(rows):,} train rows (over {reuse_above:,}: stable enough)"
     else:
         chosen_plan = selection_plan(plan, len(rows))
-        folds = pl.concat(
-            [_fold_scores(t, features, rows, chosen_plan, scorer, metric) for t in tuned]
-        )
+
+        def scores(t: Tuned) -> pl.DataFrame:
+            return _fold_scores(t, features, rows, chosen_plan, scorer, metric)
+
+        if len(rows) > SMALL_FITS_ROWS:  # each CV spreads its folds over worker processes
+            folds = pl.concat([scores(t) for t in tuned])
+        else:  # small fits: worker processes cost more than the fits; candidates on threads
+            with threadpool_limits(limits=1), ThreadPoolExecutor(CORES) as pool:
+                folds = pl.concat(list(pool.map(scores, tuned)))
         repeats = f" x {chosen_plan.repeats} repeats" if chosen_plan.repeats > 1 else ""
         how = (
             f"{chosen_plan.folds}-fold{repeats} CV on {len(rows):,} train + validation rows, "
@@ -323,7 +331,7 @@ def _fold_scores(
             groups=groups,
             cv=cv_splitter(plan),
             scoring=scorer,
-            n_jobs=CORES if len(rows) > 2_000 else None,  # small fits: workers cost more
+            n_jobs=CORES if len(rows) > SMALL_FITS_ROWS else None,
             error_score="raise",
         )
     values = [from_score(metric, float(v)) for v in result["test_score"]]
