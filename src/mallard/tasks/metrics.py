@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.metrics import (
     average_precision_score,
     calinski_harabasz_score,
@@ -24,6 +25,7 @@ from sklearn.metrics import (
     roc_auc_score,
     silhouette_score,
 )
+from sklearn.utils.metaestimators import available_if
 
 from mallard.core.catalogue import (
     CLASSIFICATION,
@@ -180,6 +182,47 @@ _LABEL_METRICS = {  # metric -> the per-class score averaged (macro) or read at 
     "f1": "f1",
     "f1_macro": "f1",
 }
+
+
+class Replay(BaseEstimator):
+    """Answers predict / predict_proba / decision_function for row numbers of `X` from the
+    model's outputs on all of `X`, each computed once, on first use: a scorer applied to many
+    row subsets (bootstrap resamples, permuted copies) then costs arithmetic, not predictions."""
+
+    def __init__(self, model: Any = None, X: Any = None) -> None:
+        self.model = model
+        self.X = X
+        self.outputs_: dict[str, np.ndarray] = {}
+        if hasattr(model, "classes_"):
+            self.classes_ = model.classes_
+
+    def __sklearn_tags__(self) -> Any:
+        return self.model.__sklearn_tags__()
+
+    def output(self, method: str) -> np.ndarray | None:
+        """The model's `method` on all of X (None if it has no such method)."""
+        if method not in self.outputs_:
+            if not hasattr(self.model, method):
+                return None
+            self.outputs_[method] = np.asarray(getattr(self.model, method)(self.X))
+        return self.outputs_[method]
+
+    def _rows(self, method: str, rows: Any) -> np.ndarray:
+        outputs = self.output(method)
+        assert outputs is not None
+        return outputs[np.asarray(rows).ravel()]
+
+    @available_if(lambda self: hasattr(self.model, "predict"))
+    def predict(self, rows: Any) -> np.ndarray:
+        return self._rows("predict", rows)
+
+    @available_if(lambda self: hasattr(self.model, "predict_proba"))
+    def predict_proba(self, rows: Any) -> np.ndarray:
+        return self._rows("predict_proba", rows)
+
+    @available_if(lambda self: hasattr(self.model, "decision_function"))
+    def decision_function(self, rows: Any) -> np.ndarray:
+        return self._rows("decision_function", rows)
 
 
 def from_score(metric: str, score: float) -> float:

@@ -23,14 +23,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 from sklearn import config_context
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import clone
 from sklearn.model_selection import cross_validate
-from sklearn.utils.metaestimators import available_if
 from threadpoolctl import threadpool_limits
 
 from mallard.core.catalogue import BASELINE, greater_is_better
 from mallard.tasks.features import Features
-from mallard.tasks.metrics import Scorer, Target, from_score, resampled_metric
+from mallard.tasks.metrics import Replay, Scorer, Target, from_score, resampled_metric
 from mallard.tasks.tune import CORES, SearchPlan, Tuned, cv_splitter, train_view
 
 N_BOOT = 1_000
@@ -41,7 +40,6 @@ SMALL_FITS_ROWS = 2_000  # up to here a fit takes milliseconds: no worker proces
 REUSE_TUNING_CV_ROWS = 50_000  # more rows: the tuning CV (train rows) is already stable
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
-_RESPONSES = ("predict", "predict_proba", "decision_function")
 
 
 @dataclass(frozen=True)
@@ -102,10 +100,10 @@ def holdout_intervals(
     resamples at once: a scikit-learn scorer call costs ~1 ms, which made 1,000 resamples of
     5 metrics of 4 candidates 7 s of a 500-row run. The others (ROC AUC, PR AUC, log loss)
     call the scorer per resample. The point estimate always comes from the scorer."""
-    replay = _Replay(model, X)
+    replay = Replay(model, X)
     index = np.arange(len(y)).reshape(-1, 1)
     y = np.asarray(y)
-    predicted, y_coded, labels = replay.outputs_.get("predict"), y, None
+    predicted, y_coded, labels = replay.output("predict"), y, None
     if predicted is None or predicted.ndim != 1:
         predicted = None  # e.g. multi-output: the scorers only
     elif target is not None and target.task == "classification":
@@ -153,40 +151,6 @@ def _percentile_interval(estimate: float, values: np.ndarray, level: float) -> I
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return Interval(estimate, float(low), float(high), int(values.size), level)
-
-
-class _Replay(BaseEstimator):
-    """Answers predict / predict_proba / decision_function for row numbers of one holdout from
-    outputs computed once, so a scorer can be applied to bootstrap resamples cheaply."""
-
-    def __init__(self, model: Any = None, X: Any = None) -> None:
-        self.model = model
-        self.X = X
-        self.outputs_ = {
-            method: np.asarray(getattr(model, method)(X))
-            for method in _RESPONSES
-            if model is not None and hasattr(model, method)
-        }
-        if hasattr(model, "classes_"):
-            self.classes_ = model.classes_
-
-    def __sklearn_tags__(self) -> Any:
-        return self.model.__sklearn_tags__()
-
-    def _rows(self, method: str, rows: Any) -> np.ndarray:
-        return self.outputs_[method][np.asarray(rows).ravel()]
-
-    @available_if(lambda self: "predict" in self.outputs_)
-    def predict(self, rows: Any) -> np.ndarray:
-        return self._rows("predict", rows)
-
-    @available_if(lambda self: "predict_proba" in self.outputs_)
-    def predict_proba(self, rows: Any) -> np.ndarray:
-        return self._rows("predict_proba", rows)
-
-    @available_if(lambda self: "decision_function" in self.outputs_)
-    def decision_function(self, rows: Any) -> np.ndarray:
-        return self._rows("decision_function", rows)
 
 
 def cv_summary(cv_results: pl.DataFrame) -> pl.DataFrame:
