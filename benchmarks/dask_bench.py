@@ -86,7 +86,7 @@ def _bench(rows: int, folder: Path, workers: int) -> DaskBench:
     from prefect.testing.utilities import prefect_test_harness
 
     from mallard.examples import write_housing_csv
-    from mallard.flows.runners import local_dask, on_dask
+    from mallard.flows.runners import local_dask
     from mallard.flows.train import train
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,7 +106,7 @@ def _bench(rows: int, folder: Path, workers: int) -> DaskBench:
         with local_dask(folder / "dask", workers=workers, env=env) as cluster:
             start_s = time.perf_counter() - started
             started = time.perf_counter()
-            on_dask(train, cluster.address)(spec, dask_db)
+            train(spec, dask_db, dask_address=cluster.address)
             dask_s = time.perf_counter() - started
     local_models, dask_models = _models(local_db), _models(dask_db)
     return DaskBench(

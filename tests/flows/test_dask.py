@@ -12,7 +12,14 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 
 from mallard.core.errors import InputError
-from mallard.flows.runners import LocalDask, check_reachable, local_dask, on_dask
+from mallard.core.spec import load_spec
+from mallard.flows.runners import (
+    ADDRESS_VARIABLE,
+    LocalDask,
+    candidate_address,
+    check_reachable,
+    local_dask,
+)
 from mallard.flows.train import train
 
 # Every row a run writes that must not depend on where the candidates ran (run ids aside).
@@ -53,7 +60,10 @@ def test_dask_run_equals_local_run_and_uses_both_workers(
     with Client(cluster.address) as client:
         client.get_task_stream()  # installs the scheduler's task-stream recorder
         pids = client.run(os.getpid)  # worker address -> pid
-        remote = on_dask(train, cluster.address)(housing_spec, tmp_path / "dask.duckdb")
+        # The spec's [train] dask, as a deployed run (no CLI option) would find it.
+        with housing_spec.open("a", encoding="utf-8") as spec:
+            spec.write(f'\n[train]\ndask = "{cluster.address}"\n')
+        remote = train(housing_spec, tmp_path / "dask.duckdb")
         stream = client.get_task_stream()
 
     assert remote.best_model_id.split(":")[1] == local.best_model_id.split(":")[1]
@@ -71,3 +81,33 @@ def test_an_address_nobody_answers_at_fails_in_one_line() -> None:
         check_reachable("tcp://127.0.0.1:9")
     with pytest.raises(InputError, match="must look like tcp://HOST:PORT"):
         check_reachable("inproc://nothing")
+
+
+def test_the_flow_parameter_wins_then_the_environment_then_the_spec(
+    housing_spec: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ADDRESS_VARIABLE, raising=False)
+    plain = load_spec(housing_spec)
+    assert candidate_address(None, plain) is None  # threads in the flow process
+    with housing_spec.open("a", encoding="utf-8") as spec:
+        spec.write('\n[train]\ndask = "tcp://spec:1"\n')
+    keyed = load_spec(housing_spec)
+    assert candidate_address(None, keyed) == "tcp://spec:1"
+    monkeypatch.setenv(ADDRESS_VARIABLE, "tcp://worker-env:2")
+    assert candidate_address(None, keyed) == "tcp://worker-env:2"
+    assert candidate_address("tcp://option:3", keyed) == "tcp://option:3"
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_spec_naming_a_dead_scheduler_fails_in_one_line_before_any_run_row(
+    housing_spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ADDRESS_VARIABLE, raising=False)
+    with housing_spec.open("a", encoding="utf-8") as spec:
+        spec.write('\n[train]\ndask = "tcp://127.0.0.1:9"\n')
+    db = tmp_path / "w.duckdb"
+
+    with pytest.raises(InputError, match=r"^no Dask scheduler answers at tcp://127\.0\.0\.1:9 "):
+        train(housing_spec, db)
+
+    assert not db.exists()  # nothing recorded: the address is checked before the run row

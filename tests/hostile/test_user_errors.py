@@ -585,3 +585,29 @@ def test_run_into_a_non_mallard_duckdb_file_leaves_it_alone(
     refused(code, line, 2, "not a mallard warehouse", "main.sales")
     assert other.read_bytes() == content
     shutil.rmtree(tmp_path / "c")
+
+
+@pytest.mark.parametrize(
+    ("option", "extra", "words"),
+    [
+        (["--dask", "tcp://127.0.0.1:9"], "", ("no Dask scheduler answers at tcp://127.0.0.1:9",)),
+        (["--dask", "inproc://x"], "", ("must look like tcp://HOST:PORT",)),
+        ([], '[train]\ndask = "tcp://127.0.0.1:9"', ("no Dask scheduler answers",)),
+    ],
+)
+def test_an_unreachable_dask_scheduler_is_one_line_and_writes_nothing(
+    prefect_server: None,
+    wh: Path,
+    tmp_path: Path,
+    option: list[str],
+    extra: str,
+    words: tuple[str, ...],
+) -> None:
+    spec = write_case(tmp_path / "c", spec_text(extra=extra))
+    before = rows_except(wh, [])
+
+    code, line = cli("run", str(spec), "--warehouse", str(wh), *option)
+
+    refused(code, line, 2, *words)
+    assert new_run_ids(wh, {RUN_ID}) == []
+    assert rows_except(wh, []) == before

@@ -39,7 +39,8 @@ def run(
         typer.Option(
             envvar="MALLARD_DASK_ADDRESS",
             metavar="tcp://HOST:PORT",
-            help="Run the candidate searches on this Dask scheduler (needs mallard[dask])",
+            help="Run the candidate searches on this Dask scheduler (needs mallard[dask]); "
+            "without it, the spec's [train] dask if set",
         ),
     ] = None,
 ) -> None:
@@ -212,11 +213,14 @@ def snapshot(
 def _train(
     spec: Path, warehouse: Path | None, run_id: str | None, dask: str | None = None
 ) -> RunResult:
-    from mallard.flows.runners import on_dask
+    from mallard.flows.runners import check_reachable
     from mallard.flows.train import train
 
-    flow = on_dask(train, dask)
-    return run_flow(flow, spec_path=spec, warehouse_file=warehouse, run_id=run_id)
+    if dask:
+        check_reachable(dask)  # a wrong address fails here, before a flow run is recorded
+    return run_flow(
+        train, spec_path=spec, warehouse_file=warehouse, run_id=run_id, dask_address=dask
+    )
 
 
 def _print_result(result: RunResult) -> None:

@@ -219,6 +219,9 @@ class TrainSection(_Section):
     # validation rows used in selection are cut in the same proportion); evaluation, importance
     # and scoring still use every row. None: all rows.
     max_rows: int | None = Field(default=None, ge=100)
+    # A Dask scheduler for the candidate searches, tcp://HOST:PORT (see flows/runners.py);
+    # `mallard run --dask` and MALLARD_DASK_ADDRESS take precedence. None: threads in the flow.
+    dask: str | None = Field(default=None, min_length=1)
 
 
 MEMORY_LIMIT = r"^\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$"  # a DuckDB memory_limit

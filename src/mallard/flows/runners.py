@@ -1,6 +1,7 @@
 """Where a flow's submitted tasks run: threads in the flow process (the flows' own default), or
 a Dask cluster that is already running (`mallard run --dask tcp://HOST:PORT`,
-MALLARD_DASK_ADDRESS).
+MALLARD_DASK_ADDRESS, or the spec's `[train] dask`). The train flow chooses when it runs, not
+when it is defined, so a deployed run (its worker's environment, the spec) can use Dask too.
 
 Only submitted tasks go to the cluster: in the train flow that is one task per candidate search
 (tune_candidate, tune_clusterer, build_ensemble), never a fold (Prefect's cost per task on a
@@ -21,6 +22,7 @@ DASK_DISTRIBUTED__WORKER__DAEMON=False, a worker lets joblib fan the folds out o
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -29,26 +31,22 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
-from prefect import Flow
-
 from mallard.core.errors import InputError
+from mallard.core.spec import Spec
 
-F = TypeVar("F", bound=Flow[Any, Any])
-
+ADDRESS_VARIABLE = "MALLARD_DASK_ADDRESS"
 CONNECT_SECONDS = 5.0
 PRELOAD = "mallard.flows.train"  # `dask worker --preload` this: see local_dask
 
 
-def on_dask(flow: F, address: str | None) -> F:
-    """`flow` with its submitted tasks on the Dask scheduler at `address`; unchanged when
-    `address` is empty. The scheduler must answer now, so a wrong address fails here, in one
-    line, before the flow run starts."""
-    if not address:
-        return flow
-    return flow.with_options(task_runner=dask_runner(address))  # type: ignore[return-value]
+def candidate_address(parameter: str | None, spec: Spec) -> str | None:
+    """Where the train flow runs its candidate searches: the flow's `dask_address` parameter
+    (`mallard run --dask`), else MALLARD_DASK_ADDRESS in the flow's process (a deployment's
+    worker), else the spec's `[train] dask`; None: threads in the flow process."""
+    return parameter or os.environ.get(ADDRESS_VARIABLE) or spec.train.dask or None
 
 
 def dask_runner(address: str) -> Any:
@@ -57,7 +55,8 @@ def dask_runner(address: str) -> Any:
         from prefect_dask import DaskTaskRunner
     except ImportError:
         raise InputError(
-            "--dask needs the dask extra in this environment: pip install 'mallard[dask]' "
+            "running candidates on Dask needs the dask extra in this environment: "
+            "pip install 'mallard[dask]' "
             "(the scheduler and every worker need it too)"
         ) from None
     check_reachable(address)

@@ -4,6 +4,7 @@ champion rule -> audit -> one warehouse transaction; then publish the report."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -13,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from prefect import flow, get_run_logger
+from prefect import Task, flow, get_run_logger
 from prefect.futures import PrefectFuture
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from threadpoolctl import threadpool_limits
 
 from mallard import warehouse
@@ -27,6 +28,7 @@ from mallard.flows import steps, user_error_logs
 from mallard.flows.inputs import checked_input, load_checked_spec
 from mallard.flows.publish import publish
 from mallard.flows.run_record import RecordedRun, recorded_run
+from mallard.flows.runners import candidate_address, dask_runner
 from mallard.tasks.audit import Audit
 from mallard.tasks.cluster import segment_tables
 from mallard.tasks.context import RunContext
@@ -73,14 +75,21 @@ def train(
     run_id: str | None = None,
     spec_toml: str | None = None,
     may_promote: bool = True,
+    dask_address: str | None = None,
 ) -> RunResult:
     """Train and evaluate every candidate of the spec; write the run to the warehouse.
 
     `spec_toml`, when given, is used instead of the file's current text (a stored run's spec,
     for `mallard repro`); relative paths still resolve from `spec_path`'s folder. With
-    `may_promote` false the champion rule is recorded as skipped (reproduction runs).
+    `may_promote` false the champion rule is recorded as skipped (reproduction runs). The
+    candidate searches run on the Dask scheduler at `dask_address`, MALLARD_DASK_ADDRESS or the
+    spec's `[train] dask` (runners.candidate_address), else on the flow's threads.
     """
     spec = load_checked_spec(Path(spec_path), spec_toml)
+    address = candidate_address(dask_address, spec)
+    dask = None if address is None else dask_runner(address)  # checked before any run row
+    if address is not None:
+        get_run_logger().info("candidates: on the Dask scheduler at %s", address)
     db = warehouse_path(warehouse_file)
     champion = warehouse.champion(db, spec.pipeline.name, ignore_run_id=run_id)
     champion_evaluated = _evaluated_sibling(db, champion)
@@ -101,7 +110,7 @@ def train(
         plan = search_plan(spec, features)
         context = _context(spec, run, features, plan)
         fitting = _training_sample(spec, run, context)  # [train] max_rows: tuning + selection
-        tuned = _tune_all(spec, fitting, plan)
+        tuned = _tune_all(spec, fitting, plan, dask)
         evaluation = steps.evaluation_table(context, tuned, row_index=_row_index(rows, features))
         chosen = _choose(run, fitting, plan, tuned)
         final = _finalized(spec, context, plan, chosen.tuned)
@@ -308,24 +317,64 @@ def _lineage(spec: Spec, run: RecordedRun) -> Lineage:
     )
 
 
-def _tune_all(spec: Spec, context: RunContext, plan: SearchPlan) -> list[Tuned]:
-    """Single candidates run concurrently as Prefect tasks; ensembles then combine the best.
-    Every future is resolved, so a failed candidate fails the flow."""
+def _tune_all(
+    spec: Spec, context: RunContext, plan: SearchPlan, dask: TaskRunner[Any] | None
+) -> list[Tuned]:
+    """Single candidates run concurrently as Prefect tasks (on the flow's threads, or on `dask`);
+    ensembles then combine the best. Every future is resolved, so a failed candidate fails the
+    flow."""
+    with contextlib.ExitStack() as stack:
+        if dask is None:
+            submit = _on_flow_runner
+        else:
+            runner = stack.enter_context(dask)
+
+            def submit(task: Task[..., Tuned], **parameters: Any) -> PrefectFuture[Tuned]:
+                return runner.submit(task, parameters=parameters)
+
+        return _tune_on(submit, spec, context, plan)
+
+
+def _on_flow_runner(task: Task[..., Tuned], **parameters: Any) -> PrefectFuture[Tuned]:
+    return task.submit(**parameters)
+
+
+def _tune_on(
+    submit: Callable[..., PrefectFuture[Tuned]], spec: Spec, context: RunContext, plan: SearchPlan
+) -> list[Tuned]:
     named = candidates_with_baseline(spec)
     singles = [(n, c) for n, c in named if c.family not in ENSEMBLES]
     features, split = context.features, context.split
-    futures: list[PrefectFuture[Tuned]]
     if split is None:
-        futures = [steps.tune_clusterer.submit(n, c, features, plan) for n, c in singles]
+        futures = [
+            submit(steps.tune_clusterer, name=n, candidate=c, features=features, plan=plan)
+            for n, c in singles
+        ]
     else:
         futures = [
-            steps.tune_candidate.submit(n, c, features, split.train, plan) for n, c in singles
+            submit(
+                steps.tune_candidate,
+                name=n,
+                candidate=c,
+                features=features,
+                train_rows=split.train,
+                plan=plan,
+            )
+            for n, c in singles
         ]
     log = get_run_logger().info
     tuned = [_logged(f.result(), i, len(named), plan.primary, log) for i, f in enumerate(futures)]
     if split is not None:
         combined = [
-            steps.build_ensemble.submit(n, c, tuned, features, split.train, plan)
+            submit(
+                steps.build_ensemble,
+                name=n,
+                candidate=c,
+                members=tuned,
+                features=features,
+                train_rows=split.train,
+                plan=plan,
+            )
             for n, c in named
             if c.family in ENSEMBLES
         ]
