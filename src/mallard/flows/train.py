@@ -4,9 +4,7 @@ champion rule -> audit -> one warehouse transaction; then publish the report."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,17 +12,17 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from prefect import Task, flow, get_run_logger
-from prefect.futures import PrefectFuture
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
 from threadpoolctl import threadpool_limits
 
 from mallard import warehouse
-from mallard.core.catalogue import ENSEMBLES, greater_is_better
+from mallard.core.catalogue import greater_is_better
 from mallard.core.config import warehouse_path
 from mallard.core.errors import SpecError
 from mallard.core.spec import Spec
 from mallard.flows import steps, user_error_logs
+from mallard.flows.candidates import tune_all
 from mallard.flows.inputs import checked_input, load_checked_spec
 from mallard.flows.publish import publish
 from mallard.flows.run_record import RecordedRun, recorded_run
@@ -35,7 +33,7 @@ from mallard.tasks.context import RunContext
 from mallard.tasks.evaluate import Evaluation, model_id
 from mallard.tasks.features import Features
 from mallard.tasks.metrics import scorers
-from mallard.tasks.plan import candidates_with_baseline, not_features, search_plan, split_column
+from mallard.tasks.plan import not_features, search_plan, split_column
 from mallard.tasks.promote import Decision, promotion_rows
 from mallard.tasks.register import Lineage, Registered
 from mallard.tasks.sample import training_sample
@@ -110,7 +108,7 @@ def train(
         plan = search_plan(spec, features)
         context = _context(spec, run, features, plan)
         fitting = _training_sample(spec, run, context)  # [train] max_rows: tuning + selection
-        tuned = _tune_all(spec, fitting, plan, dask)
+        tuned = tune_all(spec, fitting, plan, dask)
         evaluation = steps.evaluation_table(context, tuned, row_index=_row_index(rows, features))
         chosen = _choose(run, fitting, plan, tuned)
         final = _finalized(spec, context, plan, chosen.tuned)
@@ -315,91 +313,6 @@ def _lineage(spec: Spec, run: RecordedRun) -> Lineage:
         versions=run.record.versions,
         target=spec.target,
     )
-
-
-def _tune_all(
-    spec: Spec, context: RunContext, plan: SearchPlan, dask: TaskRunner[Any] | None
-) -> list[Tuned]:
-    """Single candidates run concurrently as Prefect tasks (on the flow's threads, or on `dask`);
-    ensembles then combine the best. Every future is resolved, so a failed candidate fails the
-    flow."""
-    with contextlib.ExitStack() as stack:
-        if dask is None:
-            submit = _on_flow_runner
-        else:
-            runner = stack.enter_context(dask)
-
-            def submit(task: Task[..., Tuned], **parameters: Any) -> PrefectFuture[Tuned]:
-                return runner.submit(task, parameters=parameters)
-
-        return _tune_on(submit, spec, context, plan)
-
-
-def _on_flow_runner(task: Task[..., Tuned], **parameters: Any) -> PrefectFuture[Tuned]:
-    return task.submit(**parameters)
-
-
-def _tune_on(
-    submit: Callable[..., PrefectFuture[Tuned]], spec: Spec, context: RunContext, plan: SearchPlan
-) -> list[Tuned]:
-    named = candidates_with_baseline(spec)
-    singles = [(n, c) for n, c in named if c.family not in ENSEMBLES]
-    features, split = context.features, context.split
-    if split is None:
-        futures = [
-            submit(steps.tune_clusterer, name=n, candidate=c, features=features, plan=plan)
-            for n, c in singles
-        ]
-    else:
-        futures = [
-            submit(
-                steps.tune_candidate,
-                name=n,
-                candidate=c,
-                features=features,
-                train_rows=split.train,
-                plan=plan,
-            )
-            for n, c in singles
-        ]
-    log = get_run_logger().info
-    tuned = [_logged(f.result(), i, len(named), plan.primary, log) for i, f in enumerate(futures)]
-    if split is not None:
-        combined = [
-            submit(
-                steps.build_ensemble,
-                name=n,
-                candidate=c,
-                members=tuned,
-                features=features,
-                train_rows=split.train,
-                plan=plan,
-            )
-            for n, c in named
-            if c.family in ENSEMBLES
-        ]
-        tuned += [
-            _logged(f.result(), len(singles) + i, len(named), plan.primary, log)
-            for i, f in enumerate(combined)
-        ]
-    return tuned
-
-
-def _logged(result: Tuned, i: int, total: int, primary: str, log: Callable[..., None]) -> Tuned:
-    score = result.cv_means.get(primary, float("nan"))
-    extra = "" if result.threshold is None else f", threshold {result.threshold:.3f}"
-    log(
-        "tune %d/%d: %s %s = %.4g in %.1f s, best %s%s",
-        i + 1,
-        total,
-        result.name,
-        primary,
-        score,
-        result.seconds,
-        result.best_params,
-        extra,
-    )
-    return result
 
 
 def _log_decision(best_id: str, decision: Decision) -> None:

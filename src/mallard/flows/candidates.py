@@ -1,0 +1,104 @@
+"""The train flow's candidate fan-out: one Prefect task per candidate search, submitted to the
+flow's own threads or to a Dask cluster (flows/runners.py), then the ensembles over the best."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from prefect import Task, get_run_logger
+from prefect.futures import PrefectFuture
+from prefect.task_runners import TaskRunner
+
+from mallard.core.catalogue import ENSEMBLES
+from mallard.core.spec import Spec
+from mallard.flows import steps
+from mallard.tasks.context import RunContext
+from mallard.tasks.plan import candidates_with_baseline
+from mallard.tasks.tune import SearchPlan, Tuned
+
+
+def tune_all(
+    spec: Spec, context: RunContext, plan: SearchPlan, dask: TaskRunner[Any] | None
+) -> list[Tuned]:
+    """Single candidates run concurrently as Prefect tasks (on the flow's threads, or on `dask`);
+    ensembles then combine the best. Every future is resolved, so a failed candidate fails the
+    flow."""
+    with contextlib.ExitStack() as stack:
+        if dask is None:
+            submit = _on_flow_runner
+        else:
+            runner = stack.enter_context(dask)
+
+            def submit(task: Task[..., Tuned], **parameters: Any) -> PrefectFuture[Tuned]:
+                return runner.submit(task, parameters=parameters)
+
+        return _tune_on(submit, spec, context, plan)
+
+
+def _on_flow_runner(task: Task[..., Tuned], **parameters: Any) -> PrefectFuture[Tuned]:
+    return task.submit(**parameters)
+
+
+def _tune_on(
+    submit: Callable[..., PrefectFuture[Tuned]], spec: Spec, context: RunContext, plan: SearchPlan
+) -> list[Tuned]:
+    named = candidates_with_baseline(spec)
+    singles = [(n, c) for n, c in named if c.family not in ENSEMBLES]
+    features, split = context.features, context.split
+    if split is None:
+        futures = [
+            submit(steps.tune_clusterer, name=n, candidate=c, features=features, plan=plan)
+            for n, c in singles
+        ]
+    else:
+        futures = [
+            submit(
+                steps.tune_candidate,
+                name=n,
+                candidate=c,
+                features=features,
+                train_rows=split.train,
+                plan=plan,
+            )
+            for n, c in singles
+        ]
+    log = get_run_logger().info
+    tuned = [_logged(f.result(), i, len(named), plan.primary, log) for i, f in enumerate(futures)]
+    if split is not None:
+        combined = [
+            submit(
+                steps.build_ensemble,
+                name=n,
+                candidate=c,
+                members=tuned,
+                features=features,
+                train_rows=split.train,
+                plan=plan,
+            )
+            for n, c in named
+            if c.family in ENSEMBLES
+        ]
+        tuned += [
+            _logged(f.result(), len(singles) + i, len(named), plan.primary, log)
+            for i, f in enumerate(combined)
+        ]
+    return tuned
+
+
+def _logged(result: Tuned, i: int, total: int, primary: str, log: Callable[..., None]) -> Tuned:
+    score = result.cv_means.get(primary, float("nan"))
+    extra = "" if result.threshold is None else f", threshold {result.threshold:.3f}"
+    log(
+        "tune %d/%d: %s %s = %.4g in %.1f s, best %s%s",
+        i + 1,
+        total,
+        result.name,
+        primary,
+        score,
+        result.seconds,
+        result.best_params,
+        extra,
+    )
+    return result
