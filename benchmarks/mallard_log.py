@@ -86,7 +86,7 @@ def steps(
     the step before the first of them to the end of the last), and each candidate's own time is
     its `tune i/n: NAME ... in X s` line (else its end minus the tuning start).
 
-    server_window: (spawned, healthy) seconds of a server this command started, when the log
+    server_window: (spawned, recorded) seconds of a server this command started, when the log
     cannot tell (mallard announces its local server without a timestamp)."""
     evs = events(stderr, started_epoch)
     out: list[Step] = []
@@ -108,9 +108,10 @@ def steps(
         if not flow_started:
             if _FLOW_START.search(e.message):
                 if not out and server_window:
-                    close("imports", server_window[0], "server process created")
-                    close("server", server_window[1], "server state file written (healthy)")
-                    close("flow start", e.at_s, "Beginning flow run")
+                    # The server is spawned once the spec parses and boots while the command
+                    # imports the flow modules; the flow run begins once it answers.
+                    close("spec check", server_window[0], "server process created")
+                    close("server boot ‖ imports", e.at_s, "Beginning flow run")
                 else:
                     close("server" if out else "imports + server", e.at_s, "Beginning flow run")
                 flow_started = True

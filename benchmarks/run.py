@@ -228,8 +228,8 @@ def server_state(home: Path) -> Path:
 
 
 def server_window(home: Path, m: Measured) -> tuple[float, float] | None:
-    """(server process created, server recorded healthy) in seconds since the command started,
-    if this command started mallard's local server."""
+    """(server process created, server recorded) in seconds since the command started, if this
+    command started mallard's local server (recorded at spawn, before it answers)."""
     import json
 
     import psutil
@@ -237,10 +237,10 @@ def server_window(home: Path, m: Measured) -> tuple[float, float] | None:
     state = server_state(home)
     try:
         created = psutil.Process(int(json.loads(state.read_text())["pid"])).create_time()
-        healthy = state.stat().st_mtime
+        recorded = state.stat().st_mtime
     except (OSError, ValueError, KeyError, psutil.Error):
         return None
-    spawned, ready = created - m.started_epoch, healthy - m.started_epoch
+    spawned, ready = created - m.started_epoch, recorded - m.started_epoch
     return (spawned, ready) if 0 <= spawned <= ready <= m.wall_s else None
 
 
