@@ -147,7 +147,7 @@ def test_a_cli_run_is_named_tagged_and_stored_with_absolute_paths(
     housing_spec: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
 
     monkeypatch.chdir(housing_spec.parent)
     result = runner.invoke(app, ["validate", housing_spec.name, "data/housing.csv"])
@@ -160,6 +160,12 @@ def test_a_cli_run_is_named_tagged_and_stored_with_absolute_paths(
             flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_id]))
         )
     assert {"mallard", "housing", "validate", "regression"} <= set(flow_run.tags)
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
+        )
+    # Untagged task runs: a tagged one costs two API calls for tag concurrency slots.
+    assert task_runs and all(not run.tags for run in task_runs), [r.tags for r in task_runs]
     assert flow_run.parameters["spec_path"] == str(housing_spec)
     assert flow_run.parameters["input_path"] == str(housing_spec.parent / "data/housing.csv")
     assert flow_run.parameters["warehouse_file"] == str(housing_spec.parent / "warehouse.duckdb")
