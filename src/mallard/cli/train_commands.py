@@ -230,7 +230,8 @@ def _print_result(result: RunResult) -> None:
     console.print(
         f"run [bold]{result.run_id}[/]: {result.n_rows} rows, {result.n_invalid} quarantined; "
         f"warehouse {result.warehouse}\n"
-        f"best on validation: {result.best_model_id}, {verdict} ({escape(result.promotion_reason)})"
+        f"chosen: {result.best_model_id}, {verdict} "
+        f"({escape(result.promotion_reason)})"
     )
 
     console.print(f"read copy for analysts: {wh.read_copy_path(result.warehouse)}")
