@@ -280,6 +280,11 @@ def test_search_plans_scale_with_the_rows(tmp_path: Path) -> None:
     assert searches[0]["hist_gradient_boosting"] == ("random", 6)
     # medium: the MLP is offered
     assert "mlp" in [c.family for c in medium.candidates]
+    # from 10,000 rows: 3 folds and the forest commented out (slowest, and it lost to boosting)
+    upper = _plan(tmp_path, 15_000)
+    assert upper.cv.folds == 3
+    assert [c.family for c in upper.candidates] == ["ridge", "hist_gradient_boosting", "mlp"]
+    assert "random_forest" in [c.family for c in medium.candidates]
     # huge: successive halving for boosting, no forest and no MLP
     assert [c.family for c in huge.candidates] == ["ridge", "hist_gradient_boosting"]
     assert searches[1]["hist_gradient_boosting"] == ("halving_random", 9)
@@ -293,7 +298,7 @@ def test_search_plans_scale_with_the_rows(tmp_path: Path) -> None:
 def test_every_drafted_space_is_accepted_by_its_family(tmp_path: Path) -> None:
     from mallard.tasks.families import check_candidates
 
-    for rows in (500, 5_000, 50_000, 200_000):
+    for rows in (500, 5_000, 15_000, 50_000, 200_000):
         for target in ("price", "band"):
             check_candidates(_plan(tmp_path, rows, target))
 
