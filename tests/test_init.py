@@ -280,10 +280,12 @@ def test_search_plans_scale_with_the_rows(tmp_path: Path) -> None:
     assert searches[0]["hist_gradient_boosting"] == ("random", 6)
     # medium: the MLP is offered
     assert "mlp" in [c.family for c in medium.candidates]
-    # from 10,000 rows: 3 folds and the forest commented out (slowest, and it lost to boosting)
-    upper = _plan(tmp_path, 15_000)
-    assert upper.cv.folds == 3
-    assert [c.family for c in upper.candidates] == ["ridge", "hist_gradient_boosting", "mlp"]
+    # from 10,000 rows: 3 folds, successive halving, the forest commented out (the slowest
+    # search, and it lost to boosting)
+    large = _plan(tmp_path, 15_000)
+    assert large.cv.folds == 3
+    assert [c.family for c in large.candidates] == ["ridge", "hist_gradient_boosting", "mlp"]
+    assert {c.search for c in large.candidates[1:]} == {"halving_random"}
     assert "random_forest" in [c.family for c in medium.candidates]
     # huge: successive halving for boosting, no forest and no MLP
     assert [c.family for c in huge.candidates] == ["ridge", "hist_gradient_boosting"]

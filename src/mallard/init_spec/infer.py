@@ -27,7 +27,7 @@ Inference rules, per column of the sample (the first `SAMPLE_ROWS` rows):
   primary metric pr_auc, decision threshold tuned for F1, that class as positive_class; else
   f1_macro. Regression: random split, rmse. Clustering: no split or CV, silhouette.
 - cv.folds and the candidates' spaces and search strategies: sized to the row count
-  (plan.py: 5 folds below 20,000 rows, 3 above; successive halving from 20,000).
+  (plan.py: 5 folds below 10,000 rows, 3 above; successive halving from 10,000).
 """
 
 from __future__ import annotations
