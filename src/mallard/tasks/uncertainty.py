@@ -233,7 +233,10 @@ def select_champion(
                 for t in tuned
             ]
         )
-        how = f"tuning CV on the {len(rows):,} train rows (over {reuse_above:,}: stable enough)"
+        how = (
+            f"the tuning CV on the train split ({len(rows):,} train + validation rows, over "
+            f"{reuse_above:,}: stable enough)"
+        )
     else:
         chosen_plan = selection_plan(plan, len(rows))
 
