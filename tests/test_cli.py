@@ -71,6 +71,7 @@ def test_run_prints_leaderboard_and_stores_it(good_warehouse: Path) -> None:
 def test_runs_lists_the_run(good_warehouse: Path) -> None:
     code, output = mallard("runs", "--warehouse", str(good_warehouse))
     assert code == 0 and "succeeded" in output and "housing" in output
+    assert " *" in output and "* promoted to champion" in output  # the marker and its legend
 
 
 @pytest.mark.parametrize(

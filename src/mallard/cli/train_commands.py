@@ -118,12 +118,18 @@ def runs(
                 pl.when(pl.col("promoted")).then(pl.lit(" *")).otherwise(pl.lit("")),
             )
         )
-        .alias("best (* promoted)"),
+        .alias("best"),
         pl.col("error").str.slice(0, 80).alias("error"),
     )
     if shown["error"].is_null().all():
         shown = shown.drop("error")
     print_frame(shown, title="runs", whole=("run_id",))
+    if recent["promoted"].fill_null(False).any():
+        console.print(
+            "best: the run's chosen model on its primary metric (test split, ± half its "
+            "95 % interval); * promoted to champion",
+            highlight=False,
+        )
 
 
 @app.command()
