@@ -122,3 +122,39 @@ def test_the_shuffled_copies_of_a_column_are_predicted_in_one_call() -> None:
     permutation_importance_table(model, X, y, "r2", n_repeats=5, seed=0)
 
     assert calls == [ROWS] + [5 * ROWS] * X.width  # the baseline, then one call per column
+
+
+def test_the_audit_measures_importance_on_a_seeded_sample_of_a_large_test_split(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mallard.core.spec import Candidate, FairnessSection
+    from mallard.tasks import audit
+    from mallard.tasks.context import RunContext
+    from mallard.tasks.evaluate import model_id
+    from mallard.tasks.metrics import Target
+    from mallard.tasks.split import Split
+    from mallard.tasks.tune import SearchPlan, tune_candidate
+
+    data = prepare_features(sample(), FeaturesSection(drop=["bought"]), "price")
+    split = Split(train=np.arange(100), validation=np.arange(100, 120), test=np.arange(120, ROWS))
+    plan = SearchPlan(target=Target("regression"), primary="rmse", folds=2, seed=3)
+    ridge = tune_candidate("ridge", Candidate(family="ridge"), data, split.train, plan)
+    context = RunContext("run-1", data, split, Target("regression"), "rmse", seed=3)
+    seen: list[pl.DataFrame] = []
+
+    def spy(model: Any, X: pl.DataFrame, *args: Any) -> pl.DataFrame:
+        seen.append(X)
+        return permutation_importance_table(model, X, *args)
+
+    monkeypatch.setattr(audit, "IMPORTANCE_MAX_ROWS", 50)
+    monkeypatch.setattr(audit, "permutation_importance_table", spy)
+    run = audit.audit_run(
+        context, tuned=[ridge], best_id=model_id("run-1", "ridge"), fairness=FairnessSection()
+    )
+    again = audit.audit_run(
+        context, tuned=[ridge], best_id=model_id("run-1", "ridge"), fairness=FairnessSection()
+    )
+
+    assert [x.height for x in seen] == [50, 50]  # 180 test rows, sampled down
+    assert seen[0].equals(seen[1])  # seeded: the same rows every time
+    assert run.importance is not None and run.importance.equals(again.importance)

@@ -13,6 +13,7 @@ import polars as pl
 from mallard.report import plots
 from mallard.report.data import ReportData, binary_outcomes, confusion_counts
 from mallard.report.sections import Plot, Section, table
+from mallard.tasks.audit import IMPORTANCE_MAX_ROWS, REPEATS
 
 IMPORTANCE_TOP = 25  # more bars than this are unreadable; the tail is near zero anyway
 
@@ -198,8 +199,9 @@ def importance(data: ReportData) -> Section:
     rows = rows.sort("rank", "feature").head(IMPORTANCE_TOP)
     section = Section("importance", "Feature importance")
     section.notes.append(
-        f"{model_id}: top {rows.height} input features by importance, error bars one standard "
-        "deviation."
+        f"{model_id}: top {rows.height} input features by permutation importance on the test "
+        f"split ({REPEATS} shuffles per column; on a seeded sample of {IMPORTANCE_MAX_ROWS:,} "
+        "rows when the split is larger), error bars one standard deviation."
     )
     section.plots.append(
         Plot(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from mallard.core.catalogue import BASELINE
@@ -19,6 +20,10 @@ from mallard.tasks.tune import Tuned
 
 CHEAP_CELLS = 200_000  # test rows x features below which every model gets its importance
 REPEATS = 5
+# Test rows the importance is measured on: a seeded sample beyond this. At 200k rows the 24k
+# test rows made the best model's importance 35 s of a 170 s run; 5,000 rows rank the features
+# the same way with slightly wider error bars (the report says so).
+IMPORTANCE_MAX_ROWS = 5_000
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,12 @@ def audit_run(
     features, split = run.features, run.split
     assert features.y is not None
     X, y = features.X[split.test], features.y[split.test]
-    cheap = X.height * X.width <= CHEAP_CELLS
+    shown = np.arange(X.height)
+    if X.height > IMPORTANCE_MAX_ROWS:
+        rng = np.random.default_rng(run.seed)
+        shown = np.sort(rng.choice(X.height, size=IMPORTANCE_MAX_ROWS, replace=False))
+    X_shown, y_shown = X[shown], y[shown]
+    cheap = X_shown.height * X_shown.width <= CHEAP_CELLS
     explained = []
     for result in tuned:
         mid = model_id(run.run_id, result.name)
@@ -49,7 +59,9 @@ def audit_run(
         if run.primary not in scoring:  # e.g. a hard-voting ensemble has no roc_auc scores
             continue
         scorer = scoring[run.primary]
-        ranked = permutation_importance_table(result.model, X, y, scorer, REPEATS, run.seed)
+        ranked = permutation_importance_table(
+            result.model, X_shown, y_shown, scorer, REPEATS, run.seed
+        )
         explained.append(ranked.with_columns(pl.lit(mid).alias("model_id")))
     importance = pl.concat(explained) if explained else None
     table: pl.DataFrame | None = None
