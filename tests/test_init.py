@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import tomllib
 from pathlib import Path
 
@@ -250,6 +251,20 @@ def test_balanced_binary_target_keeps_f1_macro(tmp_path: Path) -> None:
     data = write(_with_target([0, 1] * 150), tmp_path / "b.csv")
     spec = init(data, tmp_path / "b.toml", "--target", "y")
     assert spec.primary_metric == "f1_macro" and spec.evaluate.positive_class is None
+
+
+def test_logistic_c_spans_logistic_regression_cv_range_and_is_picked_on_log_loss(
+    tmp_path: Path,
+) -> None:
+    data = write(_with_target([0, 1] * 150), tmp_path / "b.csv")
+    logistic = init(data, tmp_path / "b.toml", "--target", "y").candidates[0]
+    assert logistic.family == "logistic_regression"
+    assert logistic.scoring == "log_loss"  # not the primary f1_macro: a step function of C
+    c = logistic.params["C"]
+    assert (c[0], c[-1]) == (1e-4, 1e4)  # LogisticRegressionCV's default Cs range
+    assert all(1 < b / a <= 10**0.55 for a, b in itertools.pairwise(c))  # 1-3 steps
+    regression = init(write(houses(), tmp_path / "h.csv"), tmp_path / "h.toml", "--target", "price")
+    assert regression.candidates[0].family == "ridge" and regression.candidates[0].scoring is None
 
 
 def test_cv_folds_scale_with_the_rows(tmp_path: Path) -> None:

@@ -154,6 +154,8 @@ def _candidate_lines(draft: Draft) -> list[str]:
             block.append(f"search = {_value(candidate.search)}")
         if candidate.n_iter is not None and candidate.search != "grid":
             block.append(f"n_iter = {candidate.n_iter}")
+        if candidate.scoring is not None:
+            block.append(f"scoring = {_value(candidate.scoring)}")
         block.append(f"params = {{ {params} }}")
         if not candidate.active:
             lines.append(f"# {candidate.family} left out: {candidate.why_not}")
