@@ -16,6 +16,12 @@ at 350 rows, ~0.2 s at 3.5k, ~0.6 s at 14k; an MLP(64) at Adam 0.01 ~0.06 / 0.1 
   19.3k and the MLP's 18.9k, and boosting's 10-configuration random search over 3 folds 29 s;
 - from 100,000 rows: 3 folds, halving as the fast path does (9 candidates); forests and the MLP
   are written commented out: they cost minutes per fit and lost to boosting in every measured run.
+
+Logistic regression searches C over LogisticRegressionCV's range (1e-4 .. 1e4, steps of 3) and
+picks it on log loss (`scoring`), the family still being chosen on the primary metric: on a few
+hundred CV rows F1 and accuracy are step functions of C that tie and jump. On 60 seeded
+breast_cancer holdouts the F1-picked C ranged 0.1-10 (class_weight "balanced" in 32 of 60) and
+scored 0.0037 below LogisticRegressionCV; picked on log loss, 0.0011 below (not significant).
 """
 
 from __future__ import annotations
