@@ -105,9 +105,7 @@ def start_server_early() -> None:
     A command calls this before its heavy imports: the server boots (~7 s cold: its imports,
     then its database's migrations) on one core while the command imports the flow modules
     (~2.5 s) on the other, instead of one after the other."""
-    if os.environ.get("PREFECT_API_URL") or temporary_server_requested():
-        return
-    if configured_api_url():  # a Prefect profile's server
+    if temporary_server_requested() or configured_api_url():  # environment, then profile
         return
     _spawned_server(announce=True)
 
