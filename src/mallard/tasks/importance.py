@@ -4,9 +4,12 @@ Shuffling a raw column before the preprocessing means the importance of "city" i
 not one per one-hot column, and it is computed the same way for every model family.
 
 The shuffled copies of a column (one per repeat) are stacked and predicted in one call, and the
-scorer reads each copy's rows back from those outputs (tasks/metrics.Replay). scikit-learn's
+scorer reads each copy's rows back from those outputs (tasks/replay.py). scikit-learn's
 permutation_importance predicts once per column and repeat: on a few hundred test rows the
 Pipeline's fixed cost per call (~10-30 ms) was most of a small run's audit.
+
+scikit-learn (and Replay, a scikit-learn estimator) is imported when the table is computed, not
+with the module: it costs ~1 s of every command's start-up, and only train runs audit.
 """
 
 from __future__ import annotations
@@ -16,10 +19,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import check_scoring
 
 from mallard.core.errors import InputError
-from mallard.tasks.metrics import Replay
 
 IMPORTANCE_SCHEMA = {
     "feature": pl.String,
@@ -40,6 +41,10 @@ def permutation_importance_table(
 ) -> pl.DataFrame:
     """feature, importance_mean, importance_std (drop in `scoring` when the column is shuffled,
     over `n_repeats` seeded shuffles), rank: 1 = most important, ties in column order."""
+    from sklearn.metrics import check_scoring
+
+    from mallard.tasks.replay import Replay
+
     if X.height == 0 or X.width == 0:
         raise InputError("permutation importance needs at least one row and one column")
     truth = y.to_numpy() if isinstance(y, pl.Series) else np.asarray(y)

@@ -3,29 +3,19 @@
 The same scorer object computes a metric in cross-validation and on the holdout splits, so the
 two can never disagree on a definition. Scorers return "greater is better" numbers (negated
 errors); `from_score` turns them back into the metric's own sign before anything is stored.
+
+scikit-learn is imported inside the functions that build or compute metrics, not at module
+level: every command imports this module (for `Target`), and scikit-learn with scipy costs ~1 s
+of start-up. `Replay`, a scikit-learn estimator, lives in tasks/replay.py for the same reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
-from sklearn.metrics import (
-    average_precision_score,
-    calinski_harabasz_score,
-    davies_bouldin_score,
-    f1_score,
-    get_scorer,
-    make_scorer,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-    silhouette_score,
-)
-from sklearn.utils.metaestimators import available_if
 
 from mallard.core.catalogue import (
     CLASSIFICATION,
@@ -33,7 +23,19 @@ from mallard.core.catalogue import (
     greater_is_better,
 )
 
+if TYPE_CHECKING:
+    from mallard.tasks.replay import Replay as Replay
+
 Scorer = Callable[..., float]
+
+
+def __getattr__(name: str) -> Any:
+    """`Replay` (tasks/replay.py) under its old address, imported only when asked for."""
+    if name == "Replay":
+        from mallard.tasks.replay import Replay
+
+        return Replay
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _REGRESSION_SCORERS = {
@@ -60,6 +62,8 @@ class Target:
 
 def scorers(target: Target, estimator: Any) -> dict[str, Scorer]:
     """Every metric of the task that `estimator` can be scored on, as sklearn scorers."""
+    from sklearn.metrics import get_scorer
+
     if target.task == "regression":
         return {name: get_scorer(scorer) for name, scorer in _REGRESSION_SCORERS.items()}
     if target.task != "classification":
@@ -80,6 +84,15 @@ def scorers(target: Target, estimator: Any) -> dict[str, Scorer]:
 
 
 def _classification_scorers(target: Target) -> dict[str, Scorer]:
+    from sklearn.metrics import (
+        average_precision_score,
+        f1_score,
+        get_scorer,
+        make_scorer,
+        precision_score,
+        recall_score,
+    )
+
     either = ("decision_function", "predict_proba")
     # Averaged scores have no positive class; pos_label=None stops sklearn checking its default
     # (1) against the labels, which fails for a binary target such as "yes"/"no".
@@ -112,6 +125,8 @@ def _classification_scorers(target: Target) -> dict[str, Scorer]:
 
 
 def _roc_auc(y_true: np.ndarray, y_score: np.ndarray, pos_label: Any) -> float:
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(np.asarray(y_true) == pos_label, y_score))
 
 
@@ -184,47 +199,6 @@ _LABEL_METRICS = {  # metric -> the per-class score averaged (macro) or read at 
 }
 
 
-class Replay(BaseEstimator):
-    """Answers predict / predict_proba / decision_function for row numbers of `X` from the
-    model's outputs on all of `X`, each computed once, on first use: a scorer applied to many
-    row subsets (bootstrap resamples, permuted copies) then costs arithmetic, not predictions."""
-
-    def __init__(self, model: Any = None, X: Any = None) -> None:
-        self.model = model
-        self.X = X
-        self.outputs_: dict[str, np.ndarray] = {}
-        if hasattr(model, "classes_"):
-            self.classes_ = model.classes_
-
-    def __sklearn_tags__(self) -> Any:
-        return self.model.__sklearn_tags__()
-
-    def output(self, method: str) -> np.ndarray | None:
-        """The model's `method` on all of X (None if it has no such method)."""
-        if method not in self.outputs_:
-            if not hasattr(self.model, method):
-                return None
-            self.outputs_[method] = np.asarray(getattr(self.model, method)(self.X))
-        return self.outputs_[method]
-
-    def _rows(self, method: str, rows: Any) -> np.ndarray:
-        outputs = self.output(method)
-        assert outputs is not None
-        return outputs[np.asarray(rows).ravel()]
-
-    @available_if(lambda self: hasattr(self.model, "predict"))
-    def predict(self, rows: Any) -> np.ndarray:
-        return self._rows("predict", rows)
-
-    @available_if(lambda self: hasattr(self.model, "predict_proba"))
-    def predict_proba(self, rows: Any) -> np.ndarray:
-        return self._rows("predict_proba", rows)
-
-    @available_if(lambda self: hasattr(self.model, "decision_function"))
-    def decision_function(self, rows: Any) -> np.ndarray:
-        return self._rows("decision_function", rows)
-
-
 def from_score(metric: str, score: float) -> float:
     """A scorer's greater-is-better number back in the metric's own sign (RMSE positive)."""
     return score if greater_is_better(metric) else -score
@@ -238,6 +212,8 @@ def score_all(
 
 def clustering_metrics(transformed: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
     """Internal validity of a clustering; NaN when it found fewer than two clusters."""
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
     if len(np.unique(labels)) < 2:
         return dict.fromkeys(CLUSTERING, float("nan"))
     sample = min(len(labels), SILHOUETTE_SAMPLE)
