@@ -10,33 +10,59 @@ regression, its target too: unscaled house prices (1e5) starve Adam's small init
 
 `stacking` and `voting` are ensembles of a run's best tuned candidates: the flow builds them
 (tasks/ensembles.py), so they have no factory here.
+
+scikit-learn is imported when a factory first runs, not with the module: it costs ~1 s of every
+command's start-up, and the family names and search spaces here are plain data.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from sklearn import (
-    cluster,
-    compose,
-    dummy,
-    ensemble,
-    linear_model,
-    neighbors,
-    neural_network,
-    preprocessing,
-    svm,
-    tree,
-)
-from sklearn.base import BaseEstimator
+from typing import TYPE_CHECKING, Any
 
 from mallard.core.catalogue import BASELINE, ENSEMBLES
 from mallard.core.errors import SpecError
 from mallard.core.spec import Spec
 
-Factory = Callable[[int], BaseEstimator]  # seed -> unfitted estimator
+
+class _Submodule:
+    """A scikit-learn submodule, imported on the first attribute read: the factories below name
+    `linear_model.Ridge` etc. but only run when a candidate is built."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):  # e.g. copy's or pickle's probes; never a constructor
+            raise AttributeError(attr)
+        return getattr(importlib.import_module(f"sklearn.{self._name}"), attr)
+
+
+if TYPE_CHECKING:
+    from sklearn import (
+        cluster,
+        compose,
+        dummy,
+        ensemble,
+        linear_model,
+        neighbors,
+        neural_network,
+        preprocessing,
+        svm,
+        tree,
+    )
+    from sklearn.base import BaseEstimator
+else:
+    cluster, compose, dummy, ensemble, linear_model = map(
+        _Submodule, ["cluster", "compose", "dummy", "ensemble", "linear_model"]
+    )
+    neighbors, neural_network, preprocessing, svm, tree = map(
+        _Submodule, ["neighbors", "neural_network", "preprocessing", "svm", "tree"]
+    )
+
+Factory = Callable[[int], "BaseEstimator"]  # seed -> unfitted estimator
 
 
 @dataclass(frozen=True)
@@ -286,6 +312,8 @@ def invalid_value(task: str, name: str, param: str, value: Any) -> str | None:
     """Why the family's estimator refuses `param = value` (scikit-learn's own constraint check,
     as `fit` would run it), or None if it accepts it. Checks one value on a fresh estimator, so a
     typo fails at load time rather than after the other candidates have trained."""
+    from sklearn.base import BaseEstimator
+
     chosen = family(task, name)
     estimator = chosen.make(0)
     try:
