@@ -1,5 +1,8 @@
 """Clustering: fit each configuration on every valid row, judge it by internal validity
-(silhouette, Davies-Bouldin, Calinski-Harabasz), and describe the segments of the best."""
+(silhouette, Davies-Bouldin, Calinski-Harabasz), and describe the segments of the best.
+
+scikit-learn is imported when a clusterer is tuned, not with the module: it costs ~1 s of every
+command's start-up (the flows import this module), and only clustering runs need it here."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn.model_selection import ParameterGrid, ParameterSampler
 from threadpoolctl import threadpool_limits
 
 from mallard.core.catalogue import greater_is_better
@@ -23,6 +25,8 @@ from mallard.tasks.tune import CV_COLUMNS, SearchPlan, Tuned
 
 def tune_clusterer(name: str, candidate: Candidate, features: Features, plan: SearchPlan) -> Tuned:
     """No folds here: each configuration is one fit on all rows (stored as fold 0)."""
+    from sklearn.model_selection import ParameterGrid, ParameterSampler
+
     started = time.perf_counter()
     space = search_space("clustering", candidate.family, candidate.params)
     configs: list[dict[str, Any]] = list(ParameterGrid(space))

@@ -2,6 +2,9 @@
 
 They are cross-validated on the same folds as their members, so their CV scores sit in the same
 leaderboard; each member keeps its tuned hyperparameters and is refitted inside every fold.
+
+scikit-learn is imported when an ensemble is built, not with the module: it costs ~1 s of every
+command's start-up (the flows import this module), and only runs with an ensemble need it here.
 """
 
 from __future__ import annotations
@@ -12,15 +15,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn.base import clone
-from sklearn.ensemble import (
-    StackingClassifier,
-    StackingRegressor,
-    VotingClassifier,
-    VotingRegressor,
-)
-from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.model_selection import cross_validate
 from threadpoolctl import threadpool_limits
 
 from mallard.core.catalogue import greater_is_better
@@ -42,6 +36,9 @@ def build_ensemble(
     train_rows: np.ndarray,
     plan: SearchPlan,
 ) -> Tuned:
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_validate
+
     started = time.perf_counter()
     top = int(candidate.params.get("top", [DEFAULT_TOP])[0])
     chosen = _best(members, plan.primary, top)
@@ -104,6 +101,14 @@ def _base(model: Any) -> Any:
 
 
 def _ensemble(kind: str, estimators: list[tuple[str, Any]], plan: SearchPlan) -> Any:
+    from sklearn.ensemble import (
+        StackingClassifier,
+        StackingRegressor,
+        VotingClassifier,
+        VotingRegressor,
+    )
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+
     classification = plan.target.task == "classification"
     if kind == "stacking":
         if classification:

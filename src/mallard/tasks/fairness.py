@@ -10,28 +10,19 @@ fairlearn and scikit-learn function below sees the same definition of "positive"
 Status rule (`fairness_summary`): a metric named *_difference warns when it is above
 max_disparity; a metric named *_ratio warns when it is below 1 - max_disparity. A value fairlearn
 cannot compute (NaN, e.g. a ratio of two zero rates) is stored as null and warns, so a human looks.
+
+fairlearn and scikit-learn are imported when an audit runs, not with the module: together they
+cost ~1 s of every command's start-up (the flows import this module), and only train audits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import partial
+from functools import cache, partial
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from fairlearn.metrics import (
-    MetricFrame,
-    count,
-    demographic_parity_difference,
-    demographic_parity_ratio,
-    equalized_odds_difference,
-    equalized_odds_ratio,
-    false_positive_rate,
-    selection_rate,
-    true_positive_rate,
-)
-from sklearn.metrics import mean_absolute_error, precision_score
 
 from mallard.core.errors import InputError
 
@@ -70,6 +61,9 @@ def _mae_ratio(y_true: np.ndarray, y_pred: np.ndarray, *, sensitive_features: An
 
 
 def _mae_frame(y_true: np.ndarray, y_pred: np.ndarray, sensitive_features: Any) -> Any:
+    from fairlearn.metrics import MetricFrame
+    from sklearn.metrics import mean_absolute_error
+
     return MetricFrame(
         metrics=mean_absolute_error,
         y_true=y_true,
@@ -78,27 +72,58 @@ def _mae_frame(y_true: np.ndarray, y_pred: np.ndarray, sensitive_features: Any) 
     )
 
 
-# Precision of a group the model never selects is undefined: NaN (stored null), not 0. fairlearn's
-# tpr / fpr of a group without actual positives / negatives report 0 (its own convention).
-GROUP_METRICS: dict[str, dict[str, Callable[..., Any]]] = {
-    "classification": {
-        "selection_rate": selection_rate,
-        "tpr": true_positive_rate,
-        "fpr": false_positive_rate,
-        "precision": partial(precision_score, zero_division=np.nan),
-        "count": count,
-    },
-    "regression": {"mae": mean_absolute_error, "mean_error": _mean_error, "count": count},
-}
-SUMMARY_METRICS: dict[str, dict[str, Callable[..., Any]]] = {
-    "classification": {
-        "demographic_parity_difference": demographic_parity_difference,
-        "demographic_parity_ratio": demographic_parity_ratio,
-        "equalized_odds_difference": equalized_odds_difference,
-        "equalized_odds_ratio": equalized_odds_ratio,
-    },
-    "regression": {"mae_difference": _mae_difference, "mae_ratio": _mae_ratio},
-}
+# Per task, metric name -> function; built on first use (module __getattr__ below), as they are
+# fairlearn's and scikit-learn's functions.
+GROUP_METRICS: dict[str, dict[str, Callable[..., Any]]]
+SUMMARY_METRICS: dict[str, dict[str, Callable[..., Any]]]
+
+
+@cache
+def _group_metrics() -> dict[str, dict[str, Callable[..., Any]]]:
+    from fairlearn.metrics import count, false_positive_rate, selection_rate, true_positive_rate
+    from sklearn.metrics import mean_absolute_error, precision_score
+
+    # Precision of a group the model never selects is undefined: NaN (stored null), not 0.
+    # fairlearn's tpr / fpr of a group without actual positives / negatives report 0 (its own
+    # convention).
+    return {
+        "classification": {
+            "selection_rate": selection_rate,
+            "tpr": true_positive_rate,
+            "fpr": false_positive_rate,
+            "precision": partial(precision_score, zero_division=np.nan),
+            "count": count,
+        },
+        "regression": {"mae": mean_absolute_error, "mean_error": _mean_error, "count": count},
+    }
+
+
+@cache
+def _summary_metrics() -> dict[str, dict[str, Callable[..., Any]]]:
+    from fairlearn.metrics import (
+        demographic_parity_difference,
+        demographic_parity_ratio,
+        equalized_odds_difference,
+        equalized_odds_ratio,
+    )
+
+    return {
+        "classification": {
+            "demographic_parity_difference": demographic_parity_difference,
+            "demographic_parity_ratio": demographic_parity_ratio,
+            "equalized_odds_difference": equalized_odds_difference,
+            "equalized_odds_ratio": equalized_odds_ratio,
+        },
+        "regression": {"mae_difference": _mae_difference, "mae_ratio": _mae_ratio},
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GROUP_METRICS":
+        return _group_metrics()
+    if name == "SUMMARY_METRICS":
+        return _summary_metrics()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fairness_table(
@@ -109,8 +134,10 @@ def fairness_table(
     pos_label: object = None,
 ) -> pl.DataFrame:
     """One row per attribute, group and metric: attribute, group, metric, value."""
+    from fairlearn.metrics import MetricFrame
+
     truth, predicted = _outcomes(y_true, y_pred, task, pos_label)
-    metrics = GROUP_METRICS[task]
+    metrics = _group_metrics()[task]
     frames = [pl.DataFrame(schema=TABLE_SCHEMA)]
     for attribute, values in sensitive.items():
         audit = MetricFrame(
@@ -148,7 +175,7 @@ def fairness_summary(
     rows = []
     for attribute, values in sensitive.items():
         groups = _groups(attribute, values, truth.size)
-        for metric, disparity in SUMMARY_METRICS[task].items():
+        for metric, disparity in _summary_metrics()[task].items():
             value = float(disparity(truth, predicted, sensitive_features=groups))
             known = None if np.isnan(value) else value
             rows.append(

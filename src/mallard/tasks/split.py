@@ -2,6 +2,9 @@
 
 random: shuffled; stratified: class proportions kept in every split; time: ordered by a column,
 the latest rows are the test split; group: every group (e.g. a customer) sits in one split only.
+
+scikit-learn's splitters are imported inside the two splits that use them: importing
+scikit-learn costs ~1 s, which every command paid at start-up because the flows import this module.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from mallard.core.errors import InputError
 from mallard.core.spec import SplitSection
@@ -67,6 +69,8 @@ def make_split(
 def _stratified_split(
     positions: np.ndarray, section: SplitSection, seed: int, stratify: np.ndarray | None
 ) -> Split:
+    from sklearn.model_selection import train_test_split
+
     holdout = section.test + section.validation
     try:
         train, rest = train_test_split(
@@ -87,6 +91,8 @@ def _stratified_split(
 def _group_split(
     positions: np.ndarray, groups: np.ndarray, section: SplitSection, seed: int
 ) -> Split:
+    from sklearn.model_selection import GroupShuffleSplit
+
     if len(np.unique(groups)) < 3:
         raise InputError("[split.column] a group split needs at least three distinct groups")
     holdout = section.test + section.validation
