@@ -5,19 +5,23 @@ registry to leak into (nothing to close), and the process-wide backend is left a
 notebook or app that imports mallard. PNG rather than SVG: matplotlib's SVG carries namespace
 URLs and text in comments, a PNG data URI carries nothing but pixels. The PNG "Software"
 metadata is dropped so the same data always gives the same bytes.
+
+matplotlib and scikit-learn are imported when a plot is drawn, not with the module: together
+they cost over a second of start-up, and only rendering a report draws.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 BEST = "#d95f02"
 OTHER = "#7f7f7f"
@@ -25,6 +29,9 @@ MAIN = "#1b6ca8"
 
 
 def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Axes]]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
@@ -94,6 +101,8 @@ def _mark_threshold(ax: Axes, x: float, y: float, threshold: float) -> None:
 
 
 def roc(y_true: np.ndarray, score: np.ndarray, threshold: float | None, title: str) -> str:
+    from sklearn.metrics import auc, roc_curve
+
     fpr, tpr, thresholds = roc_curve(y_true, score)
     fig, (ax,) = _figure(5.5, 5)
     ax.plot(fpr, tpr, color=MAIN, label=f"ROC (AUC {auc(fpr, tpr):.3f})")
@@ -112,6 +121,8 @@ def roc(y_true: np.ndarray, score: np.ndarray, threshold: float | None, title: s
 
 
 def pr(y_true: np.ndarray, score: np.ndarray, threshold: float | None, title: str) -> str:
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
     precision, recall, thresholds = precision_recall_curve(y_true, score)
     fig, (ax,) = _figure(5.5, 5)
     ap = average_precision_score(y_true, score)
@@ -126,6 +137,8 @@ def pr(y_true: np.ndarray, score: np.ndarray, threshold: float | None, title: st
 
 
 def threshold_curve(y_true: np.ndarray, score: np.ndarray, threshold: float | None) -> str:
+    from sklearn.metrics import precision_recall_curve
+
     precision, recall, thresholds = precision_recall_curve(y_true, score)
     precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
     with np.errstate(invalid="ignore", divide="ignore"):
