@@ -171,3 +171,68 @@ def test_features_sql_that_makes_infinities_is_an_input_error_naming_the_column(
     message = str(caught.value)
     assert message.startswith("[features.sql]") and "ratio (" in message
     assert "NULLIF" in message and "\n" not in message
+
+
+def _neighbourhoods(n_categories: int, rows_each: int = 3) -> pl.DataFrame:
+    names = [f"NB_{i:03d}" for i in range(n_categories) for _ in range(rows_each)]
+    return pl.DataFrame(
+        {
+            "price": [float(i % 7) for i in range(len(names))],
+            "lotsize": [float(i) for i in range(len(names))],
+            "neighbourhood": names,
+        }
+    )
+
+
+@pytest.mark.parametrize("encode", ["auto", "native"])
+def test_boosting_reads_categories_natively_by_default(encode: str) -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    features = prepare_features(_neighbourhoods(4), FeaturesSection(), "price")
+    section = FeaturesSection(encode=encode)  # type: ignore[arg-type]
+
+    pipeline = model_pipeline(features, HistGradientBoostingRegressor(max_iter=5), section)
+    pipeline.fit(features.X, features.y)
+
+    assert pipeline["model"].categorical_features == [1]  # after the one numeric column
+    assert pipeline["prepare"].transform(features.X).shape == (12, 2)  # codes, not one-hot
+    assert pipeline["model"].is_categorical_.tolist() == [False, True]
+
+
+def test_auto_one_hot_encodes_for_other_families_and_under_pca() -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.linear_model import Ridge
+
+    features = prepare_features(_neighbourhoods(4, rows_each=6), FeaturesSection(), "price")
+
+    ridge = model_pipeline(features, Ridge(), FeaturesSection()).fit(features.X, features.y)
+    assert ridge["prepare"].transform(features.X).shape == (24, 5)  # lotsize + 4 one-hot
+    with_pca = FeaturesSection(pca=2)
+    boosting = model_pipeline(features, HistGradientBoostingRegressor(max_iter=5), with_pca)
+    boosting.fit(features.X, features.y)
+    assert boosting["model"].is_categorical_ is None  # PCA mixed the columns: none to mark
+
+
+def test_onehot_keeps_boosting_on_one_hot_columns() -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    features = prepare_features(_neighbourhoods(4, rows_each=6), FeaturesSection(), "price")
+    section = FeaturesSection(encode="onehot")
+
+    pipeline = model_pipeline(features, HistGradientBoostingRegressor(max_iter=5), section)
+    pipeline.fit(features.X, features.y)
+
+    assert pipeline["model"].is_categorical_ is None
+    assert pipeline["prepare"].transform(features.X).shape == (24, 5)
+
+
+def test_native_categories_beyond_the_bin_limit_share_one_code() -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    features = prepare_features(_neighbourhoods(300, rows_each=2), FeaturesSection(), "price")
+
+    pipeline = model_pipeline(features, HistGradientBoostingRegressor(max_iter=5))
+    pipeline.fit(features.X, features.y)  # 300 categories: more than boosting's 255 bins
+
+    codes = pipeline["prepare"].transform(features.X)[:, 1]
+    assert len(np.unique(codes)) == 255

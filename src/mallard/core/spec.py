@@ -93,7 +93,9 @@ class FeaturesSection(_Section):
     # Preprocessing inside each model's Pipeline, so it is fitted per CV fold:
     scale: Literal["standard", "minmax", "none"] = "standard"
     impute: Literal["median", "mean", "most_frequent", "constant"] = "median"
-    encode: Literal["onehot", "ordinal", "native"] = "onehot"  # native: hist gradient boosting
+    # auto: hist gradient boosting reads categories natively (as ordinal codes it splits on as
+    # categories), every other family one-hot; native: boosting natively, the others ordinal.
+    encode: Literal["auto", "onehot", "ordinal", "native"] = "auto"
     log_target: bool = False  # regression: fit on log1p(target), predict back on its scale
     pca: float | None = Field(default=None, gt=0.0)  # < 1: variance ratio kept; >= 1: components
 
