@@ -1,32 +1,21 @@
 """Tune one candidate: CV over its search space (grid, random or successive halving), refit the
-best configuration on the train split, and optionally tune its decision threshold."""
+best configuration on the train split, and optionally tune its decision threshold.
+
+scikit-learn is imported inside the functions: it costs about a second at import, which every
+command would pay at start-up (validate never tunes)."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (registers the classes)
-from sklearn.metrics import f1_score, make_scorer, precision_score, recall_score
-from sklearn.model_selection import (
-    GridSearchCV,
-    GroupKFold,
-    HalvingGridSearchCV,
-    HalvingRandomSearchCV,
-    KFold,
-    RandomizedSearchCV,
-    RepeatedKFold,
-    RepeatedStratifiedKFold,
-    StratifiedKFold,
-    TimeSeriesSplit,
-    TunedThresholdClassifierCV,
-)
 from threadpoolctl import threadpool_limits
 
 from mallard.core.catalogue import BASELINE
@@ -35,6 +24,12 @@ from mallard.core.spec import Candidate, FeaturesSection
 from mallard.tasks.families import family, search_space
 from mallard.tasks.features import Features, model_pipeline
 from mallard.tasks.metrics import Scorer, Target, from_score, scorers
+from mallard.tasks.threads import (
+    fit_threads,
+    recorded_single_threaded,
+    search_running,
+    use_openmp_threads,
+)
 
 CORES = os.cpu_count() or 1
 CV_COLUMNS = {
@@ -79,6 +74,15 @@ class Tuned:
 def cv_splitter(plan: SearchPlan) -> Any:
     """K-fold as the split strategy implies: stratified for classes, grouped for groups,
     forward-chaining for time; repeated when asked (random and stratified only)."""
+    from sklearn.model_selection import (
+        GroupKFold,
+        KFold,
+        RepeatedKFold,
+        RepeatedStratifiedKFold,
+        StratifiedKFold,
+        TimeSeriesSplit,
+    )
+
     if plan.strategy == "group":
         return GroupKFold(n_splits=plan.folds)
     if plan.strategy == "time":
@@ -106,6 +110,8 @@ def train_view(features: Features, rows: np.ndarray, plan: SearchPlan) -> tuple[
 def tune_candidate(
     name: str, candidate: Candidate, features: Features, train_rows: np.ndarray, plan: SearchPlan
 ) -> Tuned:
+    from sklearn.model_selection import TunedThresholdClassifierCV
+
     started = time.perf_counter()
     task = plan.target.task
     chosen = family(task, candidate.family)
@@ -123,8 +129,10 @@ def tune_candidate(
         )
     search = _search(candidate, pipeline, grid, scoring, refit, plan)
     X, y, groups = train_view(features, train_rows, plan)
-    # One BLAS/OpenMP thread per candidate: the candidates themselves share the cores.
-    with threadpool_limits(limits=1):
+    _widen_each_round(search, candidate.family, len(train_rows))
+    # One BLAS/OpenMP thread per candidate while the candidates share the cores; boosting takes
+    # the cores the finished ones left (tasks/threads.py).
+    with search_running(), threadpool_limits(limits=1):
         search.fit(X, y, groups=groups)
         model, threshold = search.best_estimator_, None
         # A constant baseline has no threshold to tune; it stays the plain reference.
@@ -136,6 +144,7 @@ def tune_candidate(
                 random_state=plan.seed,
             ).fit(X, y)
             threshold = float(model.best_threshold_)
+    model = recorded_single_threaded(model)
     halving = candidate.search.startswith("halving")
     metrics = [refit] if halving else list(scoring)
     results = search.cv_results_
@@ -155,6 +164,23 @@ def tune_candidate(
     )
 
 
+def _widen_each_round(search: Any, family_name: str, n_rows: int) -> None:
+    """Before each round of `search` (one for grid and random search, one per successive-halving
+    iteration; the last also covers the refit), set the thread count threads.fit_threads allows
+    then. `_run_search` is scikit-learn's documented hook for how a search runs its rounds."""
+    run_search = search._run_search
+
+    # scikit-learn 1.9 passes callback_ctx only to a _run_search whose signature names it.
+    def each_round(evaluate_candidates: Callable[..., Any], callback_ctx: Any = None) -> Any:
+        def evaluate(*args: Any, **kwargs: Any) -> Any:
+            use_openmp_threads(fit_threads(family_name, n_rows))
+            return evaluate_candidates(*args, **kwargs)
+
+        return run_search(evaluate, callback_ctx=callback_ctx)
+
+    search._run_search = each_round
+
+
 def _search(
     candidate: Candidate,
     pipeline: Any,
@@ -163,6 +189,14 @@ def _search(
     refit: str,
     plan: SearchPlan,
 ) -> Any:
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (registers them)
+    from sklearn.model_selection import (
+        GridSearchCV,
+        HalvingGridSearchCV,
+        HalvingRandomSearchCV,
+        RandomizedSearchCV,
+    )
+
     cv = cv_splitter(plan)
     common: dict[str, Any] = {
         "cv": cv,
@@ -211,6 +245,8 @@ def _search(
 
 def threshold_scorer(objective: str, pos_label: Any) -> Any:
     """The score TunedThresholdClassifierCV maximises over thresholds."""
+    from sklearn.metrics import f1_score, make_scorer
+
     if objective == "balanced_accuracy":
         return objective
     if objective == "f1":
@@ -224,6 +260,8 @@ def _constrained(
 ) -> float:
     """Maximise recall subject to precision >= floor (or the reverse). Thresholds that miss the
     floor score below every threshold that meets it, closest-to-the-floor first."""
+    from sklearn.metrics import precision_score, recall_score
+
     precision = precision_score(y_true, y_pred, pos_label=pos_label, zero_division=0)
     recall = recall_score(y_true, y_pred, pos_label=pos_label, zero_division=0)
     goal, bound = (recall, precision) if kind == "max_recall_at_precision" else (precision, recall)

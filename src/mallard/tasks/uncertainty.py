@@ -9,6 +9,8 @@
   between candidates (issue 12: boosting was promoted over ridge while ridge was better in CV);
   the validation split stays a reported check and the place thresholds are tuned.
 - `finalize`: the chosen configuration refitted on every labelled row (what gets deployed).
+
+scikit-learn is imported inside the functions (start-up time of every command).
 """
 
 from __future__ import annotations
@@ -22,14 +24,12 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn import config_context
-from sklearn.base import clone
-from sklearn.model_selection import cross_validate
 from threadpoolctl import threadpool_limits
 
 from mallard.core.catalogue import BASELINE, greater_is_better
 from mallard.tasks.features import Features
 from mallard.tasks.metrics import Replay, Scorer, Target, from_score, resampled_metric
+from mallard.tasks.threads import fit_threads, recorded_single_threaded
 from mallard.tasks.tune import CORES, SearchPlan, Tuned, cv_splitter, train_view
 
 N_BOOT = 1_000
@@ -121,6 +121,8 @@ def holdout_intervals(
 
         blockwise = resampled_metric(name, target, labels)
         if blockwise is None or predicted is None:
+            from sklearn import config_context
+
             with config_context(skip_parameter_validation=True):  # a quarter of each call
                 out[name] = bootstrap_interval(
                     y, index, metric, n_boot=n_boot, seed=seed, level=level
@@ -278,9 +280,13 @@ def finalize(tuned: Tuned, features: Features, rows: np.ndarray, plan: SearchPla
     if features.y is None:
         raise ValueError("finalize needs a target: clustering models are fitted on all rows")
     X, y, _ = train_view(features, np.sort(rows), plan)
+    from sklearn.base import clone
+
     model = clone(tuned.model)
-    with threadpool_limits(limits=1):
-        return model.fit(X, y)
+    # No search runs any more: boosting may take every core (tasks/threads.py).
+    openmp = fit_threads(tuned.family, len(rows))
+    with threadpool_limits(limits={"blas": 1, "openmp": openmp}):
+        return recorded_single_threaded(model.fit(X, y))
 
 
 def _fold_scores(
@@ -291,6 +297,9 @@ def _fold_scores(
     scorer: Scorer,
     metric: str,
 ) -> pl.DataFrame:
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_validate
+
     X, y, groups = train_view(features, np.sort(rows), plan)
     with threadpool_limits(limits=1):
         result = cross_validate(
