@@ -14,6 +14,7 @@ from sklearn.model_selection import HalvingRandomSearchCV
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mallard.core.spec import FeaturesSection
+from mallard.tasks import threads
 from mallard.tasks.families import family
 from mallard.tasks.features import model_pipeline, prepare_features
 from mallard.tasks.model_files import save_model
@@ -33,9 +34,15 @@ def openmp_threads() -> int:
     return min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp")
 
 
+def load_average(monkeypatch: pytest.MonkeyPatch, load: float) -> None:
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+
+
 @pytest.fixture
 def four_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget of 4 cores that nothing outside the test keeps busy."""
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    load_average(monkeypatch, 0.0)
 
 
 def test_boosting_takes_the_budget_shared_by_the_running_searches(four_cores: None) -> None:
@@ -51,6 +58,20 @@ def test_boosting_takes_the_budget_shared_by_the_running_searches(four_cores: No
     assert fit_threads(BOOSTING, big - 1) == 1  # too small to gain from threads
     assert fit_threads("ridge", big) == 1  # BLAS pools are process-wide: never widened
     assert fit_threads("mlp", big) == 1
+
+
+def test_cores_other_processes_keep_busy_are_not_taken(
+    four_cores: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with search_running():
+        load_average(monkeypatch, 1.0)  # this search's own thread: the other 3 cores are idle
+        assert fit_threads(BOOSTING, WIDE_FIT_ROWS) == 4
+        load_average(monkeypatch, 4.0)  # its 4 threads, nothing else
+        assert fit_threads(BOOSTING, WIDE_FIT_ROWS) == 4
+        load_average(monkeypatch, 6.0)  # 2 more busy threads from elsewhere
+        assert fit_threads(BOOSTING, WIDE_FIT_ROWS) == 2
+        load_average(monkeypatch, 12.0)  # an overloaded machine: one thread, as before
+        assert fit_threads(BOOSTING, WIDE_FIT_ROWS) == 1
 
 
 def test_omp_num_threads_bounds_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,10 +154,10 @@ def test_boosting_models_are_the_same_bytes_for_any_thread_count() -> None:
     )
     features = prepare_features(frame, FeaturesSection(), "price")
     hashes = []
-    for threads in (1, 2, 3):
+    for count in (1, 2, 3):
         estimator = family("regression", BOOSTING).make(0).set_params(max_iter=30)
         pipeline = model_pipeline(features, estimator)
-        with threadpool_limits(limits=threads, user_api="openmp"):
+        with threadpool_limits(limits=count, user_api="openmp"):
             pipeline.fit(features.X, features.y)
         hashes.append(save_model(recorded_single_threaded(pipeline)).sha256)
     assert len(set(hashes)) == 1
