@@ -52,10 +52,19 @@ def rows(db: Path) -> dict[str, list[tuple[object, ...]]]:
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_server")
 def test_dask_run_equals_local_run_and_uses_both_workers(
-    housing_spec: Path, tmp_path: Path, cluster: LocalDask
+    housing_spec: Path, tmp_path: Path, cluster: LocalDask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from distributed import Client
+    from prefect_dask.client import PrefectDaskClient
 
+    scattered: list[tuple[object, bool]] = []
+    real_scatter = PrefectDaskClient.scatter
+
+    def scatter(self: PrefectDaskClient, data: object, **kwargs: object) -> object:
+        scattered.append((data, bool(kwargs.get("broadcast"))))
+        return real_scatter(self, data, **kwargs)
+
+    monkeypatch.setattr(PrefectDaskClient, "scatter", scatter)
     local = train(housing_spec, tmp_path / "local.duckdb")
     with Client(cluster.address) as client:
         client.get_task_stream()  # installs the scheduler's task-stream recorder
@@ -71,6 +80,10 @@ def test_dask_run_equals_local_run_and_uses_both_workers(
     assert expected["models"] and expected["cv_results"] and expected["metrics"]
     for table in COMPARED:
         assert actual[table] == expected[table], table
+    # The feature frame went to the workers once, broadcast, not inside every task.
+    assert [(type(data).__name__, broadcast) for data, broadcast in scattered] == [
+        ("Features", True)
+    ]
     worked = {pids[record["worker"]] for record in stream if record["worker"] in pids}
     assert worked == set(pids.values()) and len(worked) == 2
     assert os.getpid() not in worked

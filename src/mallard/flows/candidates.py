@@ -15,6 +15,7 @@ from mallard.core.catalogue import ENSEMBLES
 from mallard.core.spec import Spec
 from mallard.flows import steps
 from mallard.tasks.context import RunContext
+from mallard.tasks.features import Features
 from mallard.tasks.plan import candidates_with_baseline
 from mallard.tasks.tune import SearchPlan, Tuned
 
@@ -27,14 +28,29 @@ def tune_all(
     flow."""
     with contextlib.ExitStack() as stack:
         if dask is None:
-            submit = _on_flow_runner
+            submit, features = _on_flow_runner, context.features
         else:
             runner = stack.enter_context(dask)
+            features = _sent_once(runner, context.features)
 
             def submit(task: Task[..., Tuned], **parameters: Any) -> PrefectFuture[Tuned]:
                 return runner.submit(task, parameters=parameters)
 
-        return _tune_on(submit, spec, context, plan)
+        return _tune_on(submit, spec, context, plan, features)
+
+
+def _sent_once(runner: Any, features: Features) -> Any:
+    """The feature frame copied to every worker once (a Dask future the workers resolve to it),
+    instead of pickled into every candidate task's parameters."""
+    client = runner.client
+    workers = len(client.scheduler_info(n_workers=-1)["workers"])
+    shared = client.scatter(features, broadcast=True, hash=False)
+    get_run_logger().info(
+        "candidates: features (%.1f MB) sent once to each of %d Dask workers",
+        features.X.estimated_size() / 1e6,
+        workers,
+    )
+    return shared
 
 
 def _on_flow_runner(task: Task[..., Tuned], **parameters: Any) -> PrefectFuture[Tuned]:
@@ -42,11 +58,15 @@ def _on_flow_runner(task: Task[..., Tuned], **parameters: Any) -> PrefectFuture[
 
 
 def _tune_on(
-    submit: Callable[..., PrefectFuture[Tuned]], spec: Spec, context: RunContext, plan: SearchPlan
+    submit: Callable[..., PrefectFuture[Tuned]],
+    spec: Spec,
+    context: RunContext,
+    plan: SearchPlan,
+    features: Any,  # context.features, or a Dask future of it
 ) -> list[Tuned]:
     named = candidates_with_baseline(spec)
     singles = [(n, c) for n, c in named if c.family not in ENSEMBLES]
-    features, split = context.features, context.split
+    split = context.split
     if split is None:
         futures = [
             submit(steps.tune_clusterer, name=n, candidate=c, features=features, plan=plan)
