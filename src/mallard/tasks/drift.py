@@ -71,27 +71,70 @@ def psi_table(
 ) -> pl.DataFrame:
     """PSI and status per profiled feature. "__prediction__" is scored only if predictions are
     given (a feature-only check then simply skips it)."""
-    features = profile["feature"].unique(maintain_order=True).to_list()
+    features = _profiled(profile, predictions is not None)
     if predictions is not None:
-        if PREDICTION not in features:
-            raise InputError("predictions were given but the profile has no prediction bins")
-    elif PREDICTION in features:
-        features.remove(PREDICTION)
-    predicted = None if predictions is None else _prediction_frame(predictions)[PREDICTION]
+        _prediction_frame(predictions)  # raises when there are none
     _require_columns(X_new, [name for name in features if name != PREDICTION])
     if X_new.height == 0:
         raise InputError("cannot compute drift on an empty frame")
-    rows = []
+    return psi_from_counts(profile, bin_counts(profile, X_new, predictions))
+
+
+def bin_counts(
+    profile: pl.DataFrame,
+    X_new: pl.DataFrame,
+    predictions: np.ndarray | pl.Series | None = None,
+) -> dict[str, np.ndarray]:
+    """Rows of `X_new` (and `predictions`) in each profiled bin, per feature, in profile order.
+    Counts of batches add up (`add_counts`) to the counts of all their rows, so drift over a
+    file scored in batches is `psi_from_counts` of the sum: the same figures as `psi_table`."""
+    features = _profiled(profile, predictions is not None)
+    predicted = None
+    if predictions is not None:
+        predicted = pl.Series(PREDICTION, np.asarray(predictions, dtype=np.float64).ravel())
+    _require_columns(X_new, [name for name in features if name != PREDICTION])
+    counts = {}
     for name in features:
         bins = profile.filter(pl.col("feature") == name).sort("bin")
         column = predicted if predicted is not None and name == PREDICTION else X_new[name]
         if bins["kind"][0] == "numeric":
-            new = _numeric_fractions(_as_float(column), _edges(bins))
+            counts[name] = _numeric_counts(_as_float(column), _edges(bins))
         else:
-            new = _categorical_fractions(column.cast(pl.String), bins)
-        psi = psi_value(bins["fraction"].to_numpy(), new)
+            counts[name] = _categorical_counts(column.cast(pl.String), bins)
+    return counts
+
+
+def add_counts(
+    total: dict[str, np.ndarray] | None, batch: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """`total` plus one batch's `bin_counts` (None: nothing counted yet)."""
+    if total is None:
+        return dict(batch)
+    return {name: total[name] + batch[name] for name in total}
+
+
+def psi_from_counts(profile: pl.DataFrame, counts: dict[str, np.ndarray]) -> pl.DataFrame:
+    """PSI and status per feature from its bin counts (`bin_counts`, summed over batches)."""
+    rows = []
+    for name, counted in counts.items():
+        total = int(counted.sum())
+        if total == 0:
+            raise InputError("cannot compute drift on an empty frame")
+        reference = profile.filter(pl.col("feature") == name).sort("bin")["fraction"]
+        psi = psi_value(reference.to_numpy(), counted / total)
         rows.append((name, psi, status(psi)))
     return pl.DataFrame(rows, schema=PSI_SCHEMA, orient="row")
+
+
+def _profiled(profile: pl.DataFrame, with_predictions: bool) -> list[str]:
+    """The profile's features, in its order; "__prediction__" only `with_predictions`."""
+    features = profile["feature"].unique(maintain_order=True).to_list()
+    if with_predictions:
+        if PREDICTION not in features:
+            raise InputError("predictions were given but the profile has no prediction bins")
+    elif PREDICTION in features:
+        features.remove(PREDICTION)
+    return features
 
 
 def psi_value(reference: np.ndarray, new: np.ndarray) -> float:
@@ -144,17 +187,21 @@ def _edges(bins: pl.DataFrame) -> np.ndarray:
 
 def _numeric_fractions(values: pl.Series, edges: np.ndarray) -> np.ndarray:
     """Fractions per bin: value bins, right-closed (lower < v <= upper), then the null bin."""
+    return _numeric_counts(values, edges) / values.len()
+
+
+def _numeric_counts(values: pl.Series, edges: np.ndarray) -> np.ndarray:
     present = values.drop_nulls().to_numpy()
     counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
-    return np.append(counts, values.null_count()) / values.len()
+    return np.append(counts, values.null_count())
 
 
-def _categorical_fractions(values: pl.Series, bins: pl.DataFrame) -> np.ndarray:
+def _categorical_counts(values: pl.Series, bins: pl.DataFrame) -> np.ndarray:
     known = bins["category"].head(bins.height - 2).to_list()
     counts = dict(_counts(values).iter_rows())
     seen = [counts.get(category, 0) for category in known]
     other = values.len() - values.null_count() - sum(seen)
-    return np.array([*seen, other, values.null_count()], dtype=np.float64) / values.len()
+    return np.array([*seen, other, values.null_count()], dtype=np.int64)
 
 
 def _counts(values: pl.Series) -> pl.DataFrame:
