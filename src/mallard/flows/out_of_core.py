@@ -1,19 +1,25 @@
 """The out-of-core input path ([ingest] engine = "duckdb", or "auto" above duckdb_above_mb):
 read + cast + check in DuckDB under a memory limit (mallard.warehouse.out_of_core), then hand the
-flow the same Validated the in-memory path gives."""
+flow the same Validated the in-memory path gives (train, validate), or leave the valid rows on
+disk for a flow that reads them in batches (score: `validated_on_disk`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandera.polars as pa
+import polars as pl
 from prefect import get_run_logger
 
 from mallard.core.errors import describe_files
 from mallard.core.spec import Spec
 from mallard.flows import steps
+from mallard.flows.run_record import RecordedRun
+from mallard.schemas.inline import build_schema, pii_policies
 from mallard.tasks.ingest import files_sha256
-from mallard.tasks.validate import Validated
+from mallard.tasks.privacy import apply_pii, drop_at_ingest, mask_values, require_salt
+from mallard.tasks.validate import Validated, enforce_invalid_limit
 from mallard.warehouse import out_of_core
 
 MB = 1_000_000
@@ -47,3 +53,66 @@ def validate_out_of_core(
         valid=valid, quarantine=result.quarantine, n_rows=result.n_rows, valid_rows=positions
     )
     return checked, files_sha256(files), describe_files(files)
+
+
+@dataclass(frozen=True)
+class OnDisk:
+    """Validated input whose valid rows stay on disk, to be read in batches (`rows.valid_batches`).
+    Their PII is not yet protected: apply `protect_batch` to every batch before it is used."""
+
+    validated: out_of_core.OutOfCore  # valid rows: validated.valid_batches(n)
+    quarantine: pl.DataFrame  # PII values redacted (mask_values), as protect_pii leaves it
+    policies: dict[str, str]
+    salt: str | None
+
+    @property
+    def n_invalid(self) -> int:
+        return self.quarantine["row_index"].n_unique()
+
+    def protect_batch(self, batch: pl.DataFrame) -> pl.DataFrame:
+        """One batch of valid rows with PII hashed or generalised, as protect_pii does to the
+        in-memory engine's valid rows ("drop" columns were never read)."""
+        return apply_pii(batch, self.policies, self.salt) if self.policies else batch
+
+
+def validated_on_disk(
+    spec: Spec, run: RecordedRun, files: list[Path], folder: Path, *, target_optional: bool
+) -> OnDisk:
+    """flows.inputs.checked_input for the duckdb engine, without collecting the valid rows: they
+    are written under `folder` (the caller's, alive as long as it reads them). What is learned
+    (fingerprint, row counts, quarantine) is kept on `run`, so a failure still records it."""
+    schema = build_schema(spec.schema_, spec.target, target_optional=target_optional)
+    policies = pii_policies(schema)
+    salt = require_salt(policies)
+    run.learned(ingest_engine="duckdb")
+    _, schema = drop_at_ingest(pl.DataFrame(), schema, policies)
+    dropped = [name for name, policy in policies.items() if policy == "drop"]
+    rows, sha256, description = validate_on_disk(spec, files, schema, dropped, folder)
+    run.learned(source=description, data_sha256=sha256, n_rows=rows.n_rows)
+    checked = OnDisk(rows, mask_values(rows.quarantine, policies), policies, salt)
+    run.learned(n_invalid=checked.n_invalid)
+    run.quarantine = checked.quarantine
+    get_run_logger().info(
+        "validate: %d rows valid, %d quarantined (%.1f%%), kept on disk",
+        rows.n_valid,
+        checked.n_invalid,
+        100 * checked.n_invalid / rows.n_rows,
+    )
+    counts = Validated(
+        pl.DataFrame(), checked.quarantine, rows.n_rows, pl.Series([], dtype=pl.Int64)
+    )
+    enforce_invalid_limit(counts, spec.schema_.max_invalid_fraction)
+    return checked
+
+
+@steps.step(name="validate_on_disk")
+def validate_on_disk(
+    spec: Spec, files: list[Path], schema: pa.DataFrameSchema, drop: list[str], folder: Path
+) -> tuple[out_of_core.OutOfCore, str, str]:
+    """validate_out_of_core, with the valid rows left as Parquet under `folder`."""
+    limit = out_of_core.memory_limit(spec.ingest.memory_limit)
+    result = out_of_core.validate_into(folder, files, schema, limit=limit, drop=drop)
+    get_run_logger().info(
+        "ingest (duckdb, memory_limit %s): %d rows, %d valid", limit, result.n_rows, result.n_valid
+    )
+    return result, files_sha256(files), describe_files(files)

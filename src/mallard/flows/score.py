@@ -18,11 +18,12 @@ from mallard.core.errors import InputError
 from mallard.core.spec import FeaturesSection, Spec, parse_spec
 from mallard.flows import user_error_logs
 from mallard.flows.inputs import checked_input, input_files, load_checked_spec
+from mallard.flows.out_of_core import ingest_engine
 from mallard.flows.publish import publish
-from mallard.flows.run_record import recorded_run
+from mallard.flows.run_record import RecordedRun, recorded_run
+from mallard.flows.score_stream import Outcome, Scorer, log_drift, score_out_of_core
 from mallard.flows.steps import step
 from mallard.tasks.drift import psi_table
-from mallard.tasks.features import scoring_features
 from mallard.tasks.model_files import load_model_row
 from mallard.tasks.predict import (
     join_keys,
@@ -73,54 +74,68 @@ def score(
     model_id = str(champion["model_id"])
     trained = trained_features(db, spec, champion)
     profile = warehouse.feature_profile(db, model_id)
-    staged: Path | None = None
+    staged = None if out is None else out.with_name(f".{out.name}.partial")
     try:
         with recorded_run(db, spec, "score", run_id) as run:
             run.learned(model_id=model_id)
             model = load_champion(champion)  # in the run, so a refused model file is on record
-            rows = checked_input(spec, run, files, target_optional=True)
-            X = scoring_features(rows.valid, trained, json.loads(str(champion["feature_names"])))
             target = model_target(champion, model)
-            scored = score_rows(model, X, target)
-            predictions = prediction_rows(model_id, scored, rows.valid_rows)
-            drift = psi_table(profile, X, scored.drift_values)
-            _log_drift(drift)
-            if out is not None:
-                keys = join_keys(rows.valid, rows.valid_rows, spec.source.id)
-                staged = stage_scored_file(scored_file(scored, keys), out)
-            run.commit(
-                RunBundle(
-                    run=run.finished(),
-                    quarantine=rows.quarantine,
-                    predictions=predictions,
-                    drift=drift.with_columns(pl.lit(model_id).alias("model_id")),
-                )
-            )
+            names = json.loads(str(champion["feature_names"]))
+            scorer = Scorer(model_id, model, target, trained, names, profile, spec.source.id)
+            if ingest_engine(spec, files) == "duckdb":  # larger than memory: in batches
+                outcome = score_out_of_core(spec, run, files, scorer, staged)
+            else:
+                outcome = score_in_memory(spec, run, files, scorer, staged)
     except BaseException:
         if staged is not None:
             staged.unlink(missing_ok=True)
         raise
     if staged is not None and out is not None:
         os.replace(staged, out)  # only a committed run's predictions appear under the name
-        get_run_logger().info("output: %d scored rows written to %s", predictions.height, out)
+        get_run_logger().info("output: %d scored rows written to %s", outcome.n_scored, out)
     publish(db, run.run_id, spec.pipeline.name, report=False)
     get_run_logger().info(
-        "done: %d rows scored by %s; written to %s", predictions.height, model_id, db
+        "done: %d rows scored by %s; written to %s", outcome.n_scored, model_id, db
     )
     return ScoreResult(
         run_id=run.run_id,
         pipeline=spec.pipeline.name,
         model_id=model_id,
         warehouse=db,
-        n_rows=rows.n_rows,
-        n_invalid=rows.n_invalid,
-        n_scored=predictions.height,
-        drift=drift,
+        n_rows=outcome.n_rows,
+        n_invalid=outcome.n_invalid,
+        n_scored=outcome.n_scored,
+        drift=outcome.drift,
         output=out,
         features_run_id=str(champion["run_id"]),
         positive_class=None if target.pos_label is None else str(target.pos_label),
         decision_threshold=_threshold(champion),
     )
+
+
+def score_in_memory(
+    spec: Spec, run: RecordedRun, files: list[Path], scorer: Scorer, staged: Path | None
+) -> Outcome:
+    """Read and validate `files` into memory, score every valid row at once (the scored file,
+    if any, to `staged`) and commit the run."""
+    rows = checked_input(spec, run, files, target_optional=True)
+    X = scorer.features_of(rows.valid)
+    scored = score_rows(scorer.model, X, scorer.target)
+    predictions = prediction_rows(scorer.model_id, scored, rows.valid_rows)
+    drift = psi_table(scorer.profile, X, scored.drift_values)
+    log_drift(drift)
+    if staged is not None:
+        keys = join_keys(rows.valid, rows.valid_rows, scorer.id_column)
+        stage_scored_file(scored_file(scored, keys), staged)
+    run.commit(
+        RunBundle(
+            run=run.finished(),
+            quarantine=rows.quarantine,
+            predictions=predictions,
+            drift=scorer.drift_rows(drift),
+        )
+    )
+    return Outcome(rows.n_rows, rows.n_invalid, predictions.height, drift)
 
 
 def check_output(path: Path) -> Path:
@@ -195,23 +210,13 @@ def load_champion(champion: dict[str, Any]) -> Any:
     return model
 
 
-def _log_drift(drift: pl.DataFrame) -> None:
-    shifted = drift.filter(pl.col("status") != "stable")
-    get_run_logger().info(
-        "drift: %d of %d features not stable%s",
-        shifted.height,
-        drift.height,
-        "" if shifted.is_empty() else f" ({', '.join(shifted['feature'])})",
-    )
-
-
 @step(name="write_scored_file")
-def stage_scored_file(frame: pl.DataFrame, path: Path) -> Path:
-    """Write the scored file beside `path` under a hidden name; the flow renames it into place
-    once the run is committed, so a reader never sees half a file or one of a failed run."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_name(f".{path.name}.partial")
-    if SCORED_FORMATS[path.suffix.lower()] == "csv":
+def stage_scored_file(frame: pl.DataFrame, staged: Path) -> Path:
+    """Write the scored file under its hidden staged name (`.NAME.partial` beside it); the flow
+    renames it into place once the run is committed, so a reader never sees half a file or one
+    of a failed run."""
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    if SCORED_FORMATS[Path(staged.name.removesuffix(".partial")).suffix.lower()] == "csv":
         frame.write_csv(staged)
     else:
         frame.write_parquet(staged)

@@ -69,6 +69,17 @@ def score_rows(model: Any, X: pl.DataFrame, target: Target) -> Scored:
     return Scored(target, predicted, proba)
 
 
+# The ml.predictions columns prediction_rows makes, with the types the table stores: the types
+# every batch of a file scored in batches is cast to, so the batches append to one Parquet file.
+PREDICTION_SCHEMA = {
+    "model_id": pl.String,
+    "row_index": pl.Int64,
+    "prediction": pl.Float64,
+    "label": pl.String,
+    "probability": pl.Float64,
+}
+
+
 def prediction_rows(model_id: str, scored: Scored, row_index: pl.Series) -> pl.DataFrame:
     """ml.predictions rows: the value for regression; label and probability for classes;
     the cluster for segments."""

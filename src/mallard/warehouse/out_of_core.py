@@ -20,8 +20,9 @@ The connection is in-memory and locked down like spec SQL (`mallard.spec_sql.loc
 read only the source files and read/write only its temporary folder; every statement is
 mallard's own. Known differences from the Polars engine: dates and datetimes are read as DuckDB
 casts them (ISO forms), regexes run on RE2 (not Rust's regex; the common syntax agrees), and
-columns the schema does not declare get DuckDB's type detection limited to boolean / integer /
-float / text.
+columns the schema does not declare get DuckDB's type detection limited to integer / float /
+text, then (CSV) Boolean where every value is true/false as Polars' reader decides (DuckDB's
+own boolean detection also takes yes/no, which Polars keeps as text).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pandera.polars as pa
@@ -69,6 +70,7 @@ _DUCKDB_TYPES: dict[Any, str] = {
     pl.String: "VARCHAR",
 }
 _FLOATS = ("DOUBLE", "FLOAT")
+_CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 # DuckDB's CSV reader buffers 32 MB per thread by default and Parquet row groups of 122,880 rows:
 # both too much under a small memory_limit (64MB failed to allocate a 30.5 MiB block).
 CSV_BUFFER_BYTES = 4_000_000
@@ -84,7 +86,7 @@ class OutOfCore:
     quarantine: pl.DataFrame  # row_index, column_name, check_name, failure_value
     n_rows: int
     n_valid: int
-    folder: Path  # the temporary folder holding the Parquet files (removed on exit)
+    folder: Path  # holds the Parquet files (removed on exit, or by validate_into's caller)
     memory_limit: str
 
     def valid_frame(self) -> tuple[pl.DataFrame, pl.Series]:
@@ -94,6 +96,21 @@ class OutOfCore:
 
     def scan_valid(self) -> pl.LazyFrame:
         return pl.scan_parquet(self.valid_path).drop("row_index")
+
+    def valid_batches(self, rows: int) -> Iterator[tuple[pl.DataFrame, pl.Series]]:
+        """The valid rows `rows` at a time, in input order, with their input positions: what
+        `valid_frame` holds at once, read a few Parquet row groups at a time."""
+        import pyarrow.parquet as pq  # here: start-up time of every command
+
+        if rows < 1:
+            raise ValueError(f"a batch needs at least one row, not {rows}")
+        reader = pq.ParquetFile(self.valid_path)
+        try:
+            for batch in reader.iter_batches(batch_size=rows):
+                frame = cast(pl.DataFrame, pl.from_arrow(batch))  # a record batch is a frame
+                yield frame.drop("row_index"), frame["row_index"].cast(pl.Int64)
+        finally:
+            reader.close()
 
 
 def memory_limit(spec_value: str | None) -> str:
@@ -117,13 +134,29 @@ def validated_files(
         raise InputError("no input files to read")
     folder = Path(tempfile.mkdtemp(prefix="mallard-duckdb-", dir=os.environ.get(TEMP_DIR_ENV)))
     try:
-        con = _connection(folder, limit, allowed_paths=files, threads=threads)
-        try:
-            yield _validate(con, list(files), schema, folder, limit, set(drop))
-        finally:
-            con.close()
+        yield validate_into(folder, files, schema, limit=limit, drop=drop, threads=threads)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def validate_into(
+    folder: Path,
+    files: Sequence[Path],
+    schema: pa.DataFrameSchema,
+    *,
+    limit: str = DEFAULT_MEMORY_LIMIT,
+    drop: Sequence[str] = (),
+    threads: int | None = None,
+) -> OutOfCore:
+    """`validated_files` writing into `folder`, an existing folder the caller owns (and
+    removes): for valid rows that must outlive one block, e.g. scored in batches by a step."""
+    if not files:
+        raise InputError("no input files to read")
+    con = _connection(folder, limit, allowed_paths=files, threads=threads)
+    try:
+        return _validate(con, list(files), schema, folder, limit, set(drop))
+    finally:
+        con.close()
 
 
 def features_to_parquet(
@@ -190,6 +223,11 @@ def _validate(
         raise InputError(f"{describe_files(files)} has a header but no data rows")
 
     casts: dict[str, str] = {}
+    if all(p.suffix.lower() in _CSV_SUFFIXES for p in files):
+        undeclared = [n for n, kind in source_types.items() if n not in text and kind == "VARCHAR"]
+        for name in _csv_booleans(con, raw, undeclared):
+            column = _ident(name)
+            casts[name] = f"CASE lower({column}) WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE END"
     checks: list[tuple[str, str, str, str]] = []  # (column, check name, table, failing-row SQL)
     for name, column in declared.items():
         if column.dtype is None or name not in source_types:
@@ -245,7 +283,7 @@ def _write_raw(
     listed = "[" + ", ".join(_lit(p) for p in files) + "]"
     if suffixes == {".parquet"}:
         reader = f"read_parquet({listed})"
-    elif suffixes <= {".csv", ".txt", ".tsv"}:
+    elif suffixes <= _CSV_SUFFIXES:
         for path in files:
             if path.stat().st_size == 0:
                 raise InputError(f"{path} is empty (0 bytes): expected a header and data rows")
@@ -258,7 +296,8 @@ def _write_raw(
             f"read_csv({listed}, header = true, delim = {_lit(separator)}, "
             f"types = {types}, allow_quoted_nulls = false, "
             f"buffer_size = {CSV_BUFFER_BYTES}, "
-            "auto_type_candidates = ['BOOLEAN', 'BIGINT', 'DOUBLE', 'VARCHAR'])"
+            # no BOOLEAN: DuckDB's takes yes/no and t/f too (see _csv_booleans)
+            "auto_type_candidates = ['BIGINT', 'DOUBLE', 'VARCHAR'])"
         )
     else:
         raise InputError(
@@ -277,6 +316,20 @@ def _write_raw(
         con.execute(f"COPY (SELECT *{dropped} FROM {reader}) TO {_lit(out)} {_PARQUET}")
     except duckdb.Error as exc:
         raise InputError(f"cannot read {describe_files(files)}: {first_line(exc)}") from None
+
+
+def _csv_booleans(con: duckdb.DuckDBPyConnection, raw: str, names: list[str]) -> list[str]:
+    """The text columns `names` that Polars' CSV reader (the in-memory engine) types Boolean:
+    at least one value, and every value 'true' or 'false' in any case. DuckDB's own detection
+    also takes yes/no and t/f: a model trained on such a column as text would then be scored
+    on categories it never met."""
+    if not names:
+        return []
+    tests = ", ".join(
+        f"coalesce(bool_and(lower({_ident(n)}) IN ('true', 'false')), false)" for n in names
+    )
+    row = con.execute(f"SELECT {tests} FROM {raw}").fetchone()
+    return [name for name, boolean in zip(names, row or (), strict=True) if boolean]
 
 
 def _cast(column: str, source: str, target: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -63,6 +64,9 @@ class RunBundle:
     promotions: pl.DataFrame | None = None  # ml.promotions columns but run_id
     aliases: pl.DataFrame | None = None  # ml.aliases columns but run_id
     predictions: pl.DataFrame | None = None  # model_id, row_index, prediction, probability
+    # More ml.predictions rows, as a Parquet file of those columns (a file scored in batches,
+    # never in memory as a whole); inserted with read_parquet in the same transaction.
+    predictions_parquet: Path | None = None
     drift: pl.DataFrame | None = None  # model_id, feature, psi, status
     confusion: pl.DataFrame | None = None  # model_id, split, actual, predicted, n
     cluster_assignments: pl.DataFrame | None = None  # model_id, row_index, cluster

@@ -58,6 +58,8 @@ def write_run(db: Path, bundle: RunBundle) -> None:
                 frame = getattr(bundle, table)
                 if frame is not None and frame.height:
                     _insert_frame(con, table, bundle.run.run_id, frame)
+            if bundle.predictions_parquet is not None:
+                _insert_parquet(con, "predictions", bundle.run.run_id, bundle.predictions_parquet)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -98,6 +100,18 @@ def _replace_run_row(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
     con.execute(
         f"INSERT INTO ml.runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
         [row[c] for c in columns],
+    )
+
+
+def _insert_parquet(con: duckdb.DuckDBPyConnection, table: str, run_id: str, path: Path) -> None:
+    """Rows of a Parquet file (the table's columns but run_id), read by DuckDB as it inserts, so
+    a file larger than memory goes in without being loaded; part of the caller's transaction."""
+    source = "read_parquet(?)"
+    names = con.execute(f"DESCRIBE SELECT * FROM {source}", [str(path)]).fetchall()
+    columns = ", ".join('"' + str(row[0]).replace('"', '""') + '"' for row in names)
+    con.execute(
+        f"INSERT INTO ml.{table} (run_id, {columns}) SELECT ?, {columns} FROM {source}",
+        [run_id, str(path)],
     )
 
 
