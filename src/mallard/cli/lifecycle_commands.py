@@ -47,7 +47,7 @@ def score(
     run_id: Annotated[str | None, typer.Option(help="Reuse a run id")] = None,
 ) -> None:
     """Score new rows with the pipeline's champion; store predictions and drift."""
-    checked_spec(spec, flow_run_follows=True)
+    checked_spec(spec, flow_run_follows=True, trains=False)
     from mallard.flows.inputs import input_files
     from mallard.flows.score import check_output
     from mallard.flows.score import score as score_flow
@@ -78,7 +78,7 @@ def validate(
 ) -> None:
     """Validate data against the spec's schema; store the quarantine, train nothing (exit 3 if
     too many rows fail)."""
-    checked_spec(spec, flow_run_follows=True)
+    checked_spec(spec, flow_run_follows=True, trains=False)
     from mallard.flows.validate import validate_data
 
     result = run_flow(

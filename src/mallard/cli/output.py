@@ -114,10 +114,11 @@ def run_flow(flow: Callable[..., R], **parameters: Any) -> R:
         return flow(**parameters)
 
 
-def checked_spec(path: Path, flow_run_follows: bool = False) -> Spec:
-    """Load the spec and check what needs no data (the PII salt), so a mistake fails here,
-    before the warehouse is touched. With `flow_run_follows`, a spec that parses starts the
-    local Prefect server booting meanwhile (the checks below import scikit-learn and pandera)."""
+def checked_spec(path: Path, flow_run_follows: bool = False, *, trains: bool = True) -> Spec:
+    """Load the spec and check what needs no data (the PII salt; the candidates' parameters for
+    a command that `trains`), so a mistake fails here, before the warehouse is touched. With
+    `flow_run_follows`, a spec that parses starts the local Prefect server booting meanwhile
+    (the checks below import pandera, and scikit-learn for the candidates)."""
     from mallard.core.spec import load_spec
 
     spec = load_spec(path)
@@ -126,9 +127,11 @@ def checked_spec(path: Path, flow_run_follows: bool = False) -> Spec:
 
         start_server_early()
     from mallard.schemas.inline import build_schema, pii_policies
-    from mallard.tasks.families import check_candidates
     from mallard.tasks.privacy import require_salt
 
-    check_candidates(spec)
+    if trains:  # validate and score never fit a candidate: they skip importing scikit-learn
+        from mallard.tasks.families import check_candidates
+
+        check_candidates(spec)
     require_salt(pii_policies(build_schema(spec.schema_, spec.target)))
     return spec

@@ -17,7 +17,6 @@ from mallard.flows.out_of_core import ingest_engine, validate_out_of_core
 from mallard.flows.run_record import RecordedRun
 from mallard.schemas.inline import build_schema, pii_policies
 from mallard.tasks import ingest
-from mallard.tasks.families import check_candidates
 from mallard.tasks.privacy import drop_at_ingest, require_salt
 from mallard.tasks.validate import Validated, enforce_invalid_limit
 
@@ -80,9 +79,15 @@ def read_source(
     return ingest.read_files(spec.source_files() if files is None else files, text_columns)
 
 
-def load_checked_spec(spec_path: Path, spec_toml: str | None = None) -> Spec:
-    """The spec file (or `spec_toml`, a stored run's text, read as if it were that file), with
-    every candidate's family and parameters checked against the estimators."""
+def load_checked_spec(
+    spec_path: Path, spec_toml: str | None = None, *, trains: bool = False
+) -> Spec:
+    """The spec file (or `spec_toml`, a stored run's text, read as if it were that file); for a
+    flow that `trains`, with every candidate's family and parameters checked against the
+    estimators (which imports scikit-learn: validate and score skip it)."""
     spec = load_spec(spec_path) if spec_toml is None else parse_spec(spec_toml, spec_path)
-    check_candidates(spec)
+    if trains:
+        from mallard.tasks.families import check_candidates
+
+        check_candidates(spec)
     return spec

@@ -83,7 +83,7 @@ def train(
     candidate searches run on the Dask scheduler at `dask_address`, MALLARD_DASK_ADDRESS or the
     spec's `[train] dask` (runners.candidate_address), else on the flow's threads.
     """
-    spec = load_checked_spec(Path(spec_path), spec_toml)
+    spec = load_checked_spec(Path(spec_path), spec_toml, trains=True)
     address = candidate_address(dask_address, spec)
     dask = None if address is None else dask_runner(address)  # checked before any run row
     if address is not None:
