@@ -23,27 +23,23 @@ CHECKED = [
     "mallard.tasks.model_files",
     "mallard.tasks.register",
     "mallard.tasks.split",
+    "mallard.tasks.tune",
+    "mallard.tasks.features",
+    "mallard.tasks.uncertainty",
+    "mallard.tasks.threads",
+    "mallard.tasks.predict",
+    "mallard.tasks.drift",
     "mallard.report.plots",
     "mallard.report.sections",
     "mallard.report.task_sections",
     "mallard.core.lineage",
 ]
-# Still import scikit-learn at module level; a module of CHECKED that imports one of these may
-# load it through them. TODO(lead): empty this once they are converted.
-PENDING = {
-    "mallard.tasks.tune",
-    "mallard.tasks.features",
-    "mallard.tasks.uncertainty",
-    "mallard.tasks.predict",
-    "mallard.tasks.drift",
-}
-
 # Records every import statement that CHECKED modules run while being imported (so at module
 # level) and names a heavy library; builtins.__import__ sees the importer's globals.
 PROBE = """
 import builtins, importlib, json, sys
 
-module, heavy, checked, pending = sys.argv[1], *map(set, json.loads(sys.argv[2]))
+module, heavy, checked = sys.argv[1], *map(set, json.loads(sys.argv[2]))
 real_import, direct = builtins.__import__, []
 
 def spy(name, globals=None, locals=None, fromlist=(), level=0):
@@ -57,7 +53,6 @@ importlib.import_module(module)
 print(json.dumps({
     "direct": direct,
     "heavy": sorted({m.split(".")[0] for m in sys.modules} & heavy),
-    "pending": sorted(set(sys.modules) & pending),
 }))
 """
 
@@ -70,8 +65,6 @@ def _run(code: str, *args: str) -> str:
     return done.stdout
 
 
-# TODO(lead): drop xfail
-@pytest.mark.xfail(reason="tune/features/uncertainty not converted yet", strict=False)
 def test_importing_the_flows_loads_no_heavy_library() -> None:
     out = _run(
         "import mallard.flows.train, mallard.flows.score, mallard.flows.validate, sys; "
@@ -84,9 +77,8 @@ def test_importing_the_flows_loads_no_heavy_library() -> None:
 @pytest.mark.parametrize("module", CHECKED)
 def test_module_imports_no_heavy_library_itself(module: str) -> None:
     """No import statement of the module runs at import time for a heavy library, and nothing
-    heavy loads at all unless a PENDING module came along."""
-    groups = json.dumps([sorted(HEAVY), CHECKED, sorted(PENDING)])
+    heavy loads through the modules it imports either."""
+    groups = json.dumps([sorted(HEAVY), CHECKED])
     found = json.loads(_run(PROBE, module, groups))
     assert found["direct"] == []
-    if not found["pending"]:
-        assert found["heavy"] == []
+    assert found["heavy"] == []

@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from mallard.core.catalogue import BASELINE, greater_is_better
 from mallard.tasks.features import Features
-from mallard.tasks.metrics import Replay, Scorer, Target, from_score, resampled_metric
+from mallard.tasks.metrics import Scorer, Target, from_score, resampled_metric
 from mallard.tasks.threads import fit_threads, recorded_single_threaded
 from mallard.tasks.tune import CORES, SearchPlan, Tuned, cv_splitter, train_view
 
@@ -102,6 +102,8 @@ def holdout_intervals(
     resamples at once: a scikit-learn scorer call costs ~1 ms, which made 1,000 resamples of
     5 metrics of 4 candidates 7 s of a 500-row run. The others (ROC AUC, PR AUC, log loss)
     call the scorer per resample. The point estimate always comes from the scorer."""
+    from mallard.tasks.replay import Replay  # a scikit-learn estimator: imported when used
+
     replay = Replay(model, X)
     index = np.arange(len(y)).reshape(-1, 1)
     y = np.asarray(y)
