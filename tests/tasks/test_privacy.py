@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import date, datetime
+from pathlib import Path
 
-import pandera.polars as pa
 import polars as pl
 import pytest
 
@@ -68,13 +68,21 @@ def test_pii_policies_lists_only_columns_with_a_policy() -> None:
     assert pii_policies(schema) == {"email": "hash", "birth": "generalise", "phone": "drop"}
 
 
+PEOPLE_MODEL = """
+import pandera.polars as pa
+
+
 class People(pa.DataFrameModel):
     email: str = pa.Field(metadata={"pii": "hash"})
     age: int = pa.Field(ge=0)
+"""
 
 
-def test_pii_policies_of_a_dataframe_model() -> None:
-    schema = build_schema(SchemaSection(model=f"{__name__}:People"), target=None)
+def test_pii_policies_of_a_dataframe_model(tmp_path: Path) -> None:
+    (tmp_path / "people.py").write_text(PEOPLE_MODEL, encoding="utf-8")  # beside the spec
+
+    section = SchemaSection(model="people.py:People")
+    schema = build_schema(section, target=None, spec_folder=tmp_path)
 
     assert pii_policies(schema) == {"email": "hash"}
 

@@ -133,5 +133,6 @@ def checked_spec(path: Path, flow_run_follows: bool = False, *, trains: bool = T
         from mallard.tasks.families import check_candidates
 
         check_candidates(spec)
-    require_salt(pii_policies(build_schema(spec.schema_, spec.target)))
+    schema = build_schema(spec.schema_, spec.target, spec_folder=spec.spec_path.parent)
+    require_salt(pii_policies(schema))
     return spec

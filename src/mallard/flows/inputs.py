@@ -35,7 +35,12 @@ def checked_input(
     """The spec's source (or `files`), validated against its schema; what was learned on the way
     (fingerprint, row counts, quarantine) is kept on `run` so a failure still records it."""
     log = get_run_logger().info
-    schema = build_schema(spec.schema_, spec.target, target_optional=target_optional)
+    schema = build_schema(
+        spec.schema_,
+        spec.target,
+        target_optional=target_optional,
+        spec_folder=spec.spec_path.parent,
+    )
     policies = pii_policies(schema)
     salt = require_salt(policies)
     typed_columns = [name for name, column in schema.columns.items() if column.dtype is not None]

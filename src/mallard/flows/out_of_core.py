@@ -81,7 +81,12 @@ def validated_on_disk(
     """flows.inputs.checked_input for the duckdb engine, without collecting the valid rows: they
     are written under `folder` (the caller's, alive as long as it reads them). What is learned
     (fingerprint, row counts, quarantine) is kept on `run`, so a failure still records it."""
-    schema = build_schema(spec.schema_, spec.target, target_optional=target_optional)
+    schema = build_schema(
+        spec.schema_,
+        spec.target,
+        target_optional=target_optional,
+        spec_folder=spec.spec_path.parent,
+    )
     policies = pii_policies(schema)
     salt = require_salt(policies)
     run.learned(ingest_engine="duckdb")

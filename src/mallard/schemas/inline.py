@@ -1,12 +1,18 @@
 """Turn a spec's [schema] section into one pandera (Polars backend) schema.
 
-Both forms end here: inline `[schema.columns]` or a `DataFrameModel` named by `schema.model`.
+Both forms end here: inline `[schema.columns]` or a `DataFrameModel` named by `schema.model`:
+a class of a module in mallard.schemas, or of a .py file beside the spec. No other module is
+imported on a spec's word (importing runs a module's code: `antigravity` opens a browser).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import re
+from pathlib import Path
+from types import ModuleType
 
 import pandera.polars as pa
 import polars as pl
@@ -25,12 +31,23 @@ POLARS_DTYPES: dict[str, type[pl.DataType]] = {
 }
 
 
+SHIPPED_SCHEMAS = "mallard.schemas."
+
+
 def build_schema(
-    section: SchemaSection, target: str | None, *, target_optional: bool = False
+    section: SchemaSection,
+    target: str | None,
+    *,
+    target_optional: bool = False,
+    spec_folder: Path | None = None,
 ) -> pa.DataFrameSchema:
     """The dataset's schema. For training the target must be present and never null; for
-    scoring (`target_optional`) it may be absent or null."""
-    schema = _from_model(section.model) if section.model else _from_columns(section.columns)
+    scoring (`target_optional`) it may be absent or null. `spec_folder` is where a
+    `schema.model = "file.py:Class"` is found."""
+    if section.model:
+        schema = _from_model(section.model, spec_folder)
+    else:
+        schema = _from_columns(section.columns)
     if target is None:
         return schema
     if target_optional:
@@ -101,14 +118,45 @@ def pii_policies(schema: pa.DataFrameSchema) -> dict[str, str]:
     }
 
 
-def _from_model(reference: str) -> pa.DataFrameSchema:
-    module_name, _, class_name = reference.partition(":")
-    try:
-        model = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise SpecError(f"[schema.model] cannot import '{reference}': {exc}") from None
+def _from_model(reference: str, spec_folder: Path | None) -> pa.DataFrameSchema:
+    where, _, class_name = reference.partition(":")
+    if where.endswith(".py"):
+        module = _file_beside_spec(where, spec_folder, reference)
+    elif where.startswith(SHIPPED_SCHEMAS):
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise SpecError(f"[schema.model] cannot import '{reference}': {exc}") from None
+    else:
+        raise SpecError(
+            f"[schema.model] '{reference}': name a class of mallard.schemas (e.g. "
+            "mallard.schemas.housing:Housing) or of a .py file beside the spec (e.g. "
+            "schema.py:Houses); other modules are not imported"
+        )
+    model = getattr(module, class_name, None)
     if not (isinstance(model, type) and issubclass(model, DataFrameModel)):
         raise SpecError(f"[schema.model] '{reference}' is not a pandera polars DataFrameModel")
     schema = model.to_schema()
     schema.strict = False
     return schema
+
+
+def _file_beside_spec(name: str, spec_folder: Path | None, reference: str) -> ModuleType:
+    """The module of `name`, a file in the spec's own folder (the spec's pattern allows no
+    path separators), run under a private module name."""
+    path = None if spec_folder is None else spec_folder / name
+    if path is None or not path.is_file():
+        raise SpecError(f"[schema.model] '{reference}': no file {name} beside the spec")
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    loader_spec = importlib.util.spec_from_file_location(f"mallard_spec_schema_{key}", path)
+    if loader_spec is None or loader_spec.loader is None:
+        raise SpecError(f"[schema.model] '{reference}': {path} is not a Python module")
+    module = importlib.util.module_from_spec(loader_spec)
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file: its error, in one line
+        raise SpecError(
+            f"[schema.model] '{reference}': {path} failed to load: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
+    return module
