@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import duckdb
 import pandera.polars as pa
@@ -99,18 +99,15 @@ class OutOfCore:
 
     def valid_batches(self, rows: int) -> Iterator[tuple[pl.DataFrame, pl.Series]]:
         """The valid rows `rows` at a time, in input order, with their input positions: what
-        `valid_frame` holds at once, read a few Parquet row groups at a time."""
-        import pyarrow.parquet as pq  # here: start-up time of every command
-
+        `valid_frame` holds at once. Each batch is its own scan, reading only the Parquet row
+        groups it needs (measured on 6M rows, batches of 200k: +106 MB RSS over the whole read,
+        where pyarrow's iter_batches took +165 MB)."""
         if rows < 1:
             raise ValueError(f"a batch needs at least one row, not {rows}")
-        reader = pq.ParquetFile(self.valid_path)
-        try:
-            for batch in reader.iter_batches(batch_size=rows):
-                frame = cast(pl.DataFrame, pl.from_arrow(batch))  # a record batch is a frame
-                yield frame.drop("row_index"), frame["row_index"].cast(pl.Int64)
-        finally:
-            reader.close()
+        scan = pl.scan_parquet(self.valid_path)
+        for start in range(0, self.n_valid, rows):
+            frame = scan.slice(start, rows).collect()
+            yield frame.drop("row_index"), frame["row_index"].cast(pl.Int64)
 
 
 def memory_limit(spec_value: str | None) -> str:
@@ -266,8 +263,12 @@ def _validate(
 
     quarantine = _quarantine(con, checks)
     con.register("bad_rows", quarantine.select(pl.col("row_index").unique()))
+    # ORDER BY: the anti-join does not keep input order (83 rows out of place in 4M measured),
+    # and the valid rows must come in it (the seeded split, a scored file read in batches).
+    # The sort under memory_limit spills; it took validation of 4M rows from ~11 s to ~15 s.
     con.execute(
-        f"COPY (SELECT * FROM {typed} WHERE row_index NOT IN (SELECT row_index FROM bad_rows)) "
+        f"COPY (SELECT * FROM {typed} WHERE row_index NOT IN (SELECT row_index FROM bad_rows) "
+        "ORDER BY row_index) "
         f"TO {_lit(valid_path)} {_PARQUET}"
     )
     con.unregister("bad_rows")

