@@ -21,6 +21,7 @@ $(UV):
 
 $(SYNCED): $(UV) pyproject.toml uv.lock
 	$(UV) sync --locked
+	$(RUN) python -m mallard.cli.server_template
 	@touch $@
 
 demo: $(SYNCED)
