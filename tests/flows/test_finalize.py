@@ -150,3 +150,22 @@ def test_min_improvement_in_standard_errors_needs_a_gain_beyond_the_noise(
         db, "SELECT min_improvement FROM ml.promotions WHERE run_id = ?", [again.run_id]
     )
     assert decision["min_improvement"][0] > 0  # 3 standard errors, in rmse units
+
+
+def test_finalize_fits_a_seeded_max_rows_sample_of_the_labelled_rows(
+    tmp_path: Path, db: Path
+) -> None:
+    spec = _spec(tmp_path, "\n[train]\nmax_rows = 120\n")  # of 300 labelled rows
+
+    first = train(spec, db)
+    second = train(spec, db)
+
+    deployed = [
+        load_model_row(warehouse.model(db, result.deployed_model_id))  # type: ignore[arg-type]
+        for result in (first, second)
+    ]
+    scalers = [m.named_steps["prepare"].named_transformers_["numeric"][-1] for m in deployed]
+    assert [s.n_samples_seen_ for s in scalers] == [120, 120]  # the cap, not all 300
+    assert np.array_equal(scalers[0].mean_, scalers[1].mean_)  # the same seeded rows
+    row = warehouse.model(db, first.deployed_model_id)
+    assert row is not None and row["trained_on"] == "labelled"

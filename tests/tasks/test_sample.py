@@ -86,3 +86,18 @@ family = "ridge"
     assert spec.ingest.engine == "duckdb" and spec.ingest.memory_limit == "256MB"
     with pytest.raises(SpecError, match=r"\[ingest.memory_limit\]"):
         parse_spec(text.replace('"256MB"', '"lots"'), tmp_path / "s.toml", check_source=False)
+
+
+def test_the_deployable_refit_sample_draws_from_every_labelled_row() -> None:
+    from mallard.tasks.sample import labelled_sample
+
+    labelled = np.arange(10_000)[::-1].copy()  # train + validation + test, any order
+
+    assert np.array_equal(labelled_sample(labelled, None, 0), np.arange(10_000))
+    assert np.array_equal(labelled_sample(labelled, 10_000, 0), np.arange(10_000))
+    capped = labelled_sample(labelled, 1_000, 7)
+    assert len(capped) == 1_000 and len(np.unique(capped)) == 1_000
+    assert np.all(np.diff(capped) > 0)  # sorted positions
+    assert np.array_equal(capped, labelled_sample(labelled, 1_000, 7))  # seeded
+    assert not np.array_equal(capped, labelled_sample(labelled, 1_000, 8))
+    assert capped.max() > 8_500 and capped.min() < 1_500  # from the whole range (test rows too)

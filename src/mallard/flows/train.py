@@ -36,7 +36,7 @@ from mallard.tasks.metrics import scorers
 from mallard.tasks.plan import not_features, search_plan, split_column
 from mallard.tasks.promote import Decision, promotion_rows
 from mallard.tasks.register import Lineage, Registered
-from mallard.tasks.sample import training_sample
+from mallard.tasks.sample import labelled_sample, training_sample
 from mallard.tasks.tune import SearchPlan, Tuned
 from mallard.tasks.validate import Validated
 from mallard.warehouse import RunBundle
@@ -214,14 +214,24 @@ def _choose(run: RecordedRun, context: RunContext, plan: SearchPlan, tuned: list
 
 
 def _finalized(spec: Spec, context: RunContext, plan: SearchPlan, best: Tuned) -> list[Tuned]:
-    """The chosen configuration refitted on every labelled row: what gets deployed."""
+    """The chosen configuration refitted on every labelled row (at most [train] max_rows of
+    them, a seeded sample): what gets deployed."""
     if context.split is None or not spec.evaluate.finalize:
         return []
     split = context.split
     labelled = np.concatenate([split.train, split.validation, split.test])
-    model = steps.finalize(best, context.features, labelled, plan)
+    rows = labelled_sample(labelled, spec.train.max_rows, spec.pipeline.seed)
+    model = steps.finalize(best, context.features, rows, plan)
     threshold = getattr(model, "best_threshold_", best.threshold)
-    get_run_logger().info("finalize: %s refitted on all %d labelled rows", best.name, len(labelled))
+    if len(rows) == len(labelled):
+        get_run_logger().info("finalize: %s refitted on all %d labelled rows", best.name, len(rows))
+    else:
+        get_run_logger().info(
+            "finalize: %s refitted on a seeded sample of %d of %d labelled rows (max_rows)",
+            best.name,
+            len(rows),
+            len(labelled),
+        )
     return [
         replace(
             best,

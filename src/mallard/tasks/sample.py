@@ -1,5 +1,6 @@
 """The training sample (`[train] max_rows`): at scale, tuning and selection fit on a seeded sample
-of the train split, while evaluation, importance and scoring keep every row.
+of the train split, and the deployable refit on a seeded sample of the labelled rows, while
+evaluation, importance and scoring keep every row.
 
 Measured (STACK-NOTES, 10M generated housing rows): hist gradient boosting on a 1M-row sample
 scored R² 0.948 against 0.941 on 10k and 0.946 on 100k, so past a million rows more rows buy
@@ -14,8 +15,9 @@ import numpy as np
 
 from mallard.tasks.split import Split
 
-# A different stream from the split's own permutation of the same seed.
+# Different streams from the split's own permutation of the same seed.
 SAMPLE_STREAM = 1
+FINAL_SAMPLE_STREAM = 2
 
 
 @dataclass(frozen=True)
@@ -61,3 +63,14 @@ def training_sample(split: Split, max_rows: int | None, seed: int) -> Sampled:
         n_train,
         n_validation,
     )
+
+
+def labelled_sample(labelled: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
+    """The rows the deployable refit fits on: every labelled row (train + validation + test),
+    or a seeded sample of `max_rows` of them. Measured at 10M generated rows: refitting boosting
+    on all 8M labelled rows ran for over 13 minutes (loaded machine) where the tuning sample
+    showed a million rows buy nearly all the quality. Sorted, and the same for the same input."""
+    if max_rows is None or len(labelled) <= max_rows:
+        return np.sort(labelled)
+    rng = np.random.default_rng([seed, FINAL_SAMPLE_STREAM])
+    return np.sort(rng.choice(labelled, size=max_rows, replace=False))
