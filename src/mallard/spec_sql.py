@@ -17,6 +17,7 @@ plain function of frames, and `warehouse.sandbox` opens the warehouse file with 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -154,15 +155,63 @@ def read_only_sql(con: duckdb.DuckDBPyConnection, sql: str, voice: Voice) -> pl.
         raise voice.error(failure_message(exc, voice)) from None
 
 
+ROW_KEY = "__mallard_row"  # the source row's position, beside its columns
+
+
 def sql_over_frame(frame: pl.DataFrame, sql: str, name: str = "source") -> pl.DataFrame:
     """Run `sql` in an in-memory DuckDB where `frame` is the table `name` (features.sql); the
-    connection sees nothing else and writes nowhere."""
+    connection sees nothing else and writes nowhere.
+
+    The rows come back in the frame's order: DuckDB's window operator returns them grouped by
+    partition, and the caller pairs result rows with input rows (row_index, a scored file's
+    keys). The table carries ROW_KEY, which `SELECT *` keeps: the result is sorted by it and it
+    is dropped. A query that reorders rows (a window function, ORDER BY) without keeping it is
+    refused: its rows could not be paired with their input rows."""
+    if ROW_KEY in frame.columns:
+        raise FEATURES.error(f"{FEATURES.prefix}the column name {ROW_KEY} is mallard's own")
     con = duckdb.connect(":memory:")
     try:
-        con.register(name, frame)
-        return read_only_sql(lock_down(con), sql, FEATURES)
+        con.register(name, frame.with_row_index(ROW_KEY))
+        result = read_only_sql(lock_down(con), sql, FEATURES)
     finally:
         con.close()
+    if ROW_KEY in result.columns:
+        return result.sort(ROW_KEY, maintain_order=True).drop(ROW_KEY)
+    if _reorders_rows(sql):
+        raise FEATURES.error(
+            f"{FEATURES.prefix}the query reorders rows (a window function or ORDER BY) and does "
+            f"not keep the source's row key: select * (or {ROW_KEY}) so each result row can be "
+            "paired with its input row"
+        )
+    return result
+
+
+def _reorders_rows(sql: str) -> bool:
+    """Whether the parsed query (DuckDB's own parser, nothing runs) has a window function or an
+    ORDER BY anywhere."""
+    con = duckdb.connect(":memory:")
+    try:
+        tree = con.execute("SELECT json_serialize_sql($sql)", {"sql": sql}).fetchall()[0][0]
+    finally:
+        con.close()
+    found = False
+
+    def visit(node: object) -> None:
+        nonlocal found
+        if isinstance(node, dict):
+            ordered = any(
+                isinstance(m, dict) and m.get("type") == "ORDER_MODIFIER" and m.get("orders")
+                for m in node.get("modifiers", ())
+            )
+            found = found or node.get("class") == "WINDOW" or ordered
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(json.loads(tree))
+    return found
 
 
 def one_line(exc: BaseException) -> str:

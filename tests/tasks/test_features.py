@@ -236,3 +236,51 @@ def test_native_categories_beyond_the_bin_limit_share_one_code() -> None:
 
     codes = pipeline["prepare"].transform(features.X)[:, 1]
     assert len(np.unique(codes)) == 255
+
+
+def _ordered(n: int = 5_000) -> pl.DataFrame:
+    rng = np.random.default_rng(0)
+    return pl.DataFrame(
+        {
+            "price": np.arange(n, dtype=float),  # equals the row's position
+            "lotsize": rng.normal(size=n),
+            "area": [f"a{i % 7}" for i in range(n)],
+        }
+    )
+
+
+def test_a_window_query_keeps_every_row_beside_its_input_row() -> None:
+    frame = _ordered()
+    sql = "SELECT *, avg(lotsize) OVER (PARTITION BY area ORDER BY price) AS running FROM source"
+
+    features = prepare_features(frame, FeaturesSection(sql=sql), "price")
+
+    # DuckDB's window operator returns rows grouped by area; the features come back in order.
+    assert features.y is not None and np.array_equal(features.y, np.arange(frame.height))
+    assert features.X["lotsize"].to_list() == frame["lotsize"].to_list()
+    assert "__mallard_row" not in features.X.columns
+    first_a1 = frame.filter(pl.col("area") == "a1")["lotsize"][0]
+    assert features.X["running"][1] == pytest.approx(first_a1)  # row 1 is area a1's first
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT price, lotsize, area, rank() OVER (ORDER BY lotsize) AS r FROM source",
+        "SELECT price, lotsize, area FROM source ORDER BY lotsize",
+    ],
+)
+def test_a_reordering_query_that_drops_the_row_key_is_refused(sql: str) -> None:
+    with pytest.raises(InputError, match=r"\[features.sql\] the query reorders rows") as caught:
+        prepare_features(_ordered(), FeaturesSection(sql=sql), "price")
+    assert "select *" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_explicit_column_list_without_reordering_still_works() -> None:
+    frame = _ordered()
+    sql = "SELECT price, lotsize * 2 AS double_lot, area FROM source"
+
+    features = prepare_features(frame, FeaturesSection(sql=sql), "price")
+
+    assert features.y is not None and np.array_equal(features.y, np.arange(frame.height))
+    assert features.X["double_lot"].to_list() == (frame["lotsize"] * 2).to_list()
