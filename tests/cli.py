@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from typer.testing import CliRunner
 
 from mallard.cli import app
@@ -15,3 +19,17 @@ def mallard(*args: str) -> tuple[int, str]:
     output = result.output + (result.stderr if result.stderr_bytes is not None else "")
     assert "Traceback" not in output, output
     return result.exit_code, " ".join(output.split())
+
+
+def mallard_process(
+    env: dict[str, str], *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run `mallard ARGS` as its own process, as a user's shell would, with `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "mallard.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from mallard import __version__
 from mallard.cli import app
+from tests.cli import mallard_process
 from tests.flows.conftest import free_port
 
 runner = CliRunner()
@@ -63,13 +64,7 @@ def test_the_local_server_starts_once_is_reused_and_stops(
     env.pop("PREFECT_API_URL", None)
 
     def mallard(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "mallard.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return mallard_process(env, *args)
 
     data = housing_spec.parent / "data" / "housing.csv"
     warehouse = str(tmp_path / "w.db")

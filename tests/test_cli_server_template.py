@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mallard.cli import server_template
+from tests.cli import mallard_process
 from tests.flows.conftest import free_port
 
 
@@ -153,14 +154,7 @@ def local_server_env(tmp_path: Path, template: Path) -> dict[str, str]:
     return env
 
 
-def mallard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mallard.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+mallard = mallard_process
 
 
 def flow_runs(api_url: str) -> list[dict[str, object]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from mallard.core.errors import SpecError
 from mallard.core.spec import SchemaSection
 from mallard.schemas.inline import build_schema, pii_policies
+from tests.cli import mallard_process
 
 PLANTED = """
 from pathlib import Path
@@ -62,14 +62,7 @@ def mallard(folder: Path, *args: str, pythonpath: Path) -> subprocess.CompletedP
         # Nothing here reaches a flow: a refused spec fails before any server is needed.
         "MALLARD_HOME": str(folder / "home"),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "mallard.cli", *args],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return mallard_process(env, *args, cwd=folder, timeout=120)
 
 
 @pytest.mark.parametrize("command", ["validate", "run"])

@@ -13,11 +13,10 @@ from mallard import warehouse
 from mallard.core.errors import InputError
 from mallard.core.spec import Spec, load_spec, parse_spec
 from mallard.flows import steps
-from mallard.flows.out_of_core import ingest_engine, validate_out_of_core
+from mallard.flows.out_of_core import ingest_engine, input_schema, validate_out_of_core
 from mallard.flows.run_record import RecordedRun
-from mallard.schemas.inline import build_schema, pii_policies
 from mallard.tasks import ingest
-from mallard.tasks.privacy import drop_at_ingest, require_salt
+from mallard.tasks.privacy import drop_at_ingest
 from mallard.tasks.validate import Validated, enforce_invalid_limit
 
 
@@ -35,14 +34,7 @@ def checked_input(
     """The spec's source (or `files`), validated against its schema; what was learned on the way
     (fingerprint, row counts, quarantine) is kept on `run` so a failure still records it."""
     log = get_run_logger().info
-    schema = build_schema(
-        spec.schema_,
-        spec.target,
-        target_optional=target_optional,
-        spec_folder=spec.spec_path.parent,
-    )
-    policies = pii_policies(schema)
-    salt = require_salt(policies)
+    schema, policies, salt = input_schema(spec, target_optional=target_optional)
     typed_columns = [name for name, column in schema.columns.items() if column.dtype is not None]
     engine = ingest_engine(spec, files)
     run.learned(ingest_engine=engine)

@@ -75,12 +75,11 @@ class OnDisk:
         return apply_pii(batch, self.policies, self.salt) if self.policies else batch
 
 
-def validated_on_disk(
-    spec: Spec, run: RecordedRun, files: list[Path], folder: Path, *, target_optional: bool
-) -> OnDisk:
-    """flows.inputs.checked_input for the duckdb engine, without collecting the valid rows: they
-    are written under `folder` (the caller's, alive as long as it reads them). What is learned
-    (fingerprint, row counts, quarantine) is kept on `run`, so a failure still records it."""
+def input_schema(
+    spec: Spec, *, target_optional: bool
+) -> tuple[pa.DataFrameSchema, dict[str, str], str | None]:
+    """The spec's schema, its PII policies and the salt they need (checked present): what every
+    input path starts from."""
     schema = build_schema(
         spec.schema_,
         spec.target,
@@ -88,7 +87,16 @@ def validated_on_disk(
         spec_folder=spec.spec_path.parent,
     )
     policies = pii_policies(schema)
-    salt = require_salt(policies)
+    return schema, policies, require_salt(policies)
+
+
+def validated_on_disk(
+    spec: Spec, run: RecordedRun, files: list[Path], folder: Path, *, target_optional: bool
+) -> OnDisk:
+    """flows.inputs.checked_input for the duckdb engine, without collecting the valid rows: they
+    are written under `folder` (the caller's, alive as long as it reads them). What is learned
+    (fingerprint, row counts, quarantine) is kept on `run`, so a failure still records it."""
+    schema, policies, salt = input_schema(spec, target_optional=target_optional)
     run.learned(ingest_engine="duckdb")
     _, schema = drop_at_ingest(pl.DataFrame(), schema, policies)
     dropped = [name for name, policy in policies.items() if policy == "drop"]
