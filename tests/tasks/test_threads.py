@@ -3,6 +3,10 @@ never a cause of different model bytes."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,15 +38,16 @@ def openmp_threads() -> int:
     return min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp")
 
 
-def load_average(monkeypatch: pytest.MonkeyPatch, load: float) -> None:
-    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+def busy_elsewhere(monkeypatch: pytest.MonkeyPatch, cores: float | None) -> None:
+    """Pin what the sampled CPU counters say other processes keep busy."""
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: cores)
 
 
 @pytest.fixture
 def four_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     """A budget of 4 cores that nothing outside the test keeps busy."""
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
-    load_average(monkeypatch, 0.0)
+    busy_elsewhere(monkeypatch, 0.0)
 
 
 def test_boosting_takes_the_budget_shared_by_the_running_searches(four_cores: None) -> None:
@@ -64,14 +69,26 @@ def test_cores_other_processes_keep_busy_are_not_taken(
     four_cores: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with search_running():
-        load_average(monkeypatch, 1.0)  # this search's own thread: the other 3 cores are idle
+        busy_elsewhere(monkeypatch, 0.3)  # a little noise: all 4 cores
         assert fit_threads(BOOSTING, WIDE_FIT_ROWS) == 4
-        load_average(monkeypatch, 4.0)  # its 4 threads, nothing else
-        assert fit_threads(BOOSTING, WIDE_FIT_ROWS) == 4
-        load_average(monkeypatch, 6.0)  # 2 more busy threads from elsewhere
+        busy_elsewhere(monkeypatch, 2.0)  # two cores busy elsewhere
         assert fit_threads(BOOSTING, WIDE_FIT_ROWS) == 2
-        load_average(monkeypatch, 12.0)  # an overloaded machine: one thread, as before
+        busy_elsewhere(monkeypatch, 7.5)  # an overloaded machine: one thread, as before
         assert fit_threads(BOOSTING, WIDE_FIT_ROWS) == 1
+        busy_elsewhere(monkeypatch, None)  # no CPU counters here: the share alone
+        assert fit_threads(BOOSTING, WIDE_FIT_ROWS) == 4
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="no /proc/stat CPU counters")
+def test_a_busy_process_elsewhere_is_counted_and_this_one_is_not() -> None:
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it start spinning
+        seen = threads.busy_elsewhere()
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert seen is not None and seen >= 0.3  # most of a core, however loaded the machine is
 
 
 def test_omp_num_threads_bounds_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:

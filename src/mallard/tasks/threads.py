@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,7 +26,9 @@ WIDENED_FAMILIES = frozenset({"hist_gradient_boosting"})
 
 _lock = threading.Lock()
 _running = 0
-_granted: dict[int, int] = {}  # thread id of a running search -> OpenMP threads it was given
+# Busy cores are sampled over this long before a widened round: the 1-minute load average
+# reacted too slowly (after a 2-core job ended, boosting stayed on one thread for a minute).
+SAMPLE_SECONDS = 0.5
 
 
 def core_budget() -> int:
@@ -43,13 +46,11 @@ def search_running() -> Iterator[None]:
     global _running
     with _lock:
         _running += 1
-        _granted[threading.get_ident()] = 1
     try:
         yield
     finally:
         with _lock:
             _running -= 1
-            _granted.pop(threading.get_ident(), None)
 
 
 def fit_threads(family: str, n_rows: int) -> int:
@@ -58,26 +59,45 @@ def fit_threads(family: str, n_rows: int) -> int:
     results could depend on it, and for small fits)."""
     if family not in WIDENED_FAMILIES or n_rows < WIDE_FIT_ROWS:
         return 1
+    elsewhere = busy_elsewhere()
     with _lock:
-        running = max(1, _running)
-        mine = sum(_granted.values()) - _granted.get(threading.get_ident(), 0)
-        mine += _granted.get(threading.get_ident(), 1)  # this search's (or flow's) own threads
-        threads = max(1, min(core_budget() // running, _idle_cores(mine)))
-        if threading.get_ident() in _granted:
-            _granted[threading.get_ident()] = threads
-    return threads
+        share = core_budget() // max(1, _running)
+    if elsewhere is None:
+        return max(1, share)
+    # OpenMP threads that share a core with another process wait at every barrier for a
+    # descheduled partner: under a load of 5 on 2 cores a 100k-row boosting fit took 2.9-18 s
+    # on two threads against 2.2 s on one.
+    return max(1, min(share, core_budget() - round(elsewhere)))
 
 
-def _idle_cores(mine: int) -> int:
-    """Cores not busy with other processes: the 1-minute load average minus the `mine` threads
-    this process's searches keep busy. OpenMP threads that share a core with another process
-    wait at every barrier for a descheduled partner: under a load of 5 on 2 cores a 100k-row
-    boosting fit took 2.9-18 s on two threads against 2.2 s on one."""
+def busy_elsewhere() -> float | None:
+    """Cores other processes kept busy over the last SAMPLE_SECONDS: the system's busy CPU time
+    (/proc/stat) minus this process's own; None where the system does not count it."""
+    before, own_before = _system_busy_seconds(), _own_seconds()
+    if before is None:
+        return None
+    time.sleep(SAMPLE_SECONDS)
+    after, own_after = _system_busy_seconds(), _own_seconds()
+    if after is None:
+        return None
+    return max(0.0, ((after - before) - (own_after - own_before)) / SAMPLE_SECONDS)
+
+
+def _system_busy_seconds() -> float | None:
     try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        return core_budget()
-    return max(1, core_budget() - max(0, round(load - mine)))
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 5:
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait; user, nice, system, irq, softirq, steal busy
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def use_openmp_threads(n: int) -> None:
