@@ -40,7 +40,7 @@ SHIPPED_FOREST = "n_estimators = [100, 200]"
 BENCH_FOREST = "n_estimators = [25, 50]"
 HEADER = (
     "| rows | candidates | local run (s) | Dask run, 2 workers (s) | overhead | cluster start (s) "
-    "| rows per task, pickled (MB) | sha256 equal | other load |\n"
+    "| features, pickled (MB; sent once to each worker) | sha256 equal | other load |\n"
     "|---|---|---|---|---|---|---|---|---|"
 )
 
