@@ -93,6 +93,11 @@ def test_a_busy_process_elsewhere_is_counted_and_this_one_is_not() -> None:
 
 def test_omp_num_threads_bounds_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what Dask's nanny gives each worker process
+
+    def never() -> float:
+        raise AssertionError("sampled the CPU counters with nothing to widen onto")
+
+    monkeypatch.setattr(threads, "busy_elsewhere", never)
     assert fit_threads(BOOSTING, 10 * WIDE_FIT_ROWS) == 1
 
 
