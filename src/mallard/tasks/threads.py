@@ -26,9 +26,10 @@ WIDENED_FAMILIES = frozenset({"hist_gradient_boosting"})
 
 _lock = threading.Lock()
 _running = 0
-# Busy cores are sampled over this long before a widened round: the 1-minute load average
-# reacted too slowly (after a 2-core job ended, boosting stayed on one thread for a minute).
-SAMPLE_SECONDS = 0.5
+# Busy cores are sampled over this long before a widened round (the search waits for it; at
+# the kernel's 100 ticks a second it still resolves a twentieth of a core): the 1-minute load
+# average reacted too slowly (after a 2-core job ended, boosting stayed on one thread).
+SAMPLE_SECONDS = 0.2
 
 
 def core_budget() -> int:
