@@ -15,6 +15,7 @@ from mallard.tasks.drift import prediction_profile, reference_profile
 from mallard.tasks.evaluate import model_id, positive_probability
 from mallard.tasks.metrics import Target
 from mallard.tasks.model_files import save_model
+from mallard.tasks.sample import seeded_subset
 from mallard.tasks.tune import Tuned
 
 PROFILE_MAX_ROWS = 200_000
@@ -102,8 +103,7 @@ def profiled_rows(held_out: np.ndarray, seed: int) -> np.ndarray:
     2.4M held-out rows once per model made registration 102 s."""
     if len(held_out) <= PROFILE_MAX_ROWS:
         return held_out
-    rng = np.random.default_rng([seed, PROFILE_STREAM])
-    return np.sort(rng.choice(held_out, size=PROFILE_MAX_ROWS, replace=False))
+    return seeded_subset(held_out, PROFILE_MAX_ROWS, seed, PROFILE_STREAM)
 
 
 def prediction_values(model: Any, X: pl.DataFrame, target: Target) -> np.ndarray | None:

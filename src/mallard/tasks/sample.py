@@ -72,5 +72,11 @@ def labelled_sample(labelled: np.ndarray, max_rows: int | None, seed: int) -> np
     rows buy nearly all the quality (above). Sorted, and the same for the same input."""
     if max_rows is None or len(labelled) <= max_rows:
         return np.sort(labelled)
-    rng = np.random.default_rng([seed, FINAL_SAMPLE_STREAM])
-    return np.sort(rng.choice(labelled, size=max_rows, replace=False))
+    return seeded_subset(labelled, max_rows, seed, FINAL_SAMPLE_STREAM)
+
+
+def seeded_subset(rows: np.ndarray, size: int, seed: int, stream: int) -> np.ndarray:
+    """`size` of `rows`, drawn without replacement from the run's seed and its own `stream`
+    (so each use draws independently of the others), sorted."""
+    rng = np.random.default_rng([seed, stream])
+    return np.sort(rng.choice(rows, size=size, replace=False))
