@@ -175,18 +175,27 @@ def sql_over_frame(frame: pl.DataFrame, sql: str, name: str = "source") -> pl.Da
         result = read_only_sql(lock_down(con), sql, FEATURES)
     finally:
         con.close()
-    if ROW_KEY in result.columns:
+    if keeps_row_key(result.columns, sql):
         return result.sort(ROW_KEY, maintain_order=True).drop(ROW_KEY)
-    if _reorders_rows(sql):
+    return result
+
+
+def keeps_row_key(columns: Sequence[str], sql: str) -> bool:
+    """Whether a features.sql result with `columns` kept ROW_KEY (so it can be sorted back into
+    input order); a query that reorders rows (a window function, ORDER BY) without it is refused:
+    its rows could not be paired with their input rows."""
+    if ROW_KEY in columns:
+        return True
+    if reorders_rows(sql):
         raise FEATURES.error(
             f"{FEATURES.prefix}the query reorders rows (a window function or ORDER BY) and does "
             f"not keep the source's row key: select * (or {ROW_KEY}) so each result row can be "
             "paired with its input row"
         )
-    return result
+    return False
 
 
-def _reorders_rows(sql: str) -> bool:
+def reorders_rows(sql: str) -> bool:
     """Whether the parsed query (DuckDB's own parser, nothing runs) has a window function or an
     ORDER BY anywhere."""
     con = duckdb.connect(":memory:")

@@ -152,7 +152,19 @@ def test_features_sql_runs_on_the_valid_parquet_and_may_only_read(tmp_path: Path
         n = features_to_parquet(result.valid_path, sql, out, limit="64MB")
         frame = pl.read_parquet(out)
         assert n == frame.height == result.n_valid
-        assert {"ab", "running"} <= set(frame.columns) and "row_index" not in frame.columns
+        assert {"ab", "running"} <= set(frame.columns)
+        # The window groups rows by c: they come back in input order, each with its position.
+        valid, positions = result.valid_frame()
+        assert frame["row_index"].to_list() == positions.to_list()
+        assert frame["a"].equals(valid["a"])
+        n = features_to_parquet(
+            result.valid_path, "SELECT a * b AS ab FROM source WHERE a > 0", out, limit="64MB"
+        )
+        assert "row_index" not in pl.read_parquet(out).columns  # kept order, no key asked for
+        with pytest.raises(InputError, match=r"the query reorders rows .* does not keep"):
+            features_to_parquet(
+                result.valid_path, "SELECT a FROM source ORDER BY b", out, limit="64MB"
+            )
         with pytest.raises(InputError, match=r"\[features.sql\] the query tried to copy"):
             features_to_parquet(
                 result.valid_path, f"COPY source TO '{tmp_path / 'x.csv'}'", out, limit="64MB"

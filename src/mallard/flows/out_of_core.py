@@ -74,6 +74,15 @@ class OnDisk:
         in-memory engine's valid rows ("drop" columns were never read)."""
         return apply_pii(batch, self.policies, self.salt) if self.policies else batch
 
+    def protected_files(self, folder: Path, rows: int) -> str:
+        """The valid rows with row_index and their PII protected, written `rows` at a time as
+        Parquet files under `folder` (made here), in input order: the glob that reads them."""
+        folder.mkdir()
+        for number, (batch, positions) in enumerate(self.validated.valid_batches(rows)):
+            protected = self.protect_batch(batch).insert_column(0, positions.alias("row_index"))
+            protected.write_parquet(folder / f"part-{number:06d}.parquet")
+        return str(folder / "part-*.parquet")
+
 
 def input_schema(
     spec: Spec, *, target_optional: bool

@@ -23,22 +23,22 @@ from mallard.core.errors import SpecError
 from mallard.core.spec import Spec
 from mallard.flows import steps, user_error_logs
 from mallard.flows.candidates import tune_all
-from mallard.flows.inputs import checked_input, load_checked_spec
+from mallard.flows.inputs import load_checked_spec
 from mallard.flows.publish import publish
 from mallard.flows.run_record import RecordedRun, recorded_run
 from mallard.flows.runners import candidate_address, dask_runner
+from mallard.flows.training_rows import TrainingRows, training_rows
 from mallard.tasks.audit import Audit
 from mallard.tasks.cluster import segment_tables
 from mallard.tasks.context import RunContext
 from mallard.tasks.evaluate import Evaluation, model_id
 from mallard.tasks.features import Features
 from mallard.tasks.metrics import scorers
-from mallard.tasks.plan import not_features, search_plan, split_column
+from mallard.tasks.plan import search_plan
 from mallard.tasks.promote import Decision, promotion_rows
 from mallard.tasks.register import Lineage, Registered
-from mallard.tasks.sample import labelled_sample, training_sample
+from mallard.tasks.split import Split
 from mallard.tasks.tune import SearchPlan, Tuned
-from mallard.tasks.validate import Validated
 from mallard.warehouse import RunBundle
 
 user_error_logs.install()
@@ -95,23 +95,15 @@ def train(
     # and registration call predict thousands of times on small frames, where OpenMP/BLAS
     # threads cost more to start than they save (measured: 57 s -> 3 s for one audit).
     with threadpool_limits(limits=1), recorded_run(db, spec, "train", run_id) as run:
-        rows = checked_input(spec, run)
-        features = steps.prepare_features(
-            rows.valid,
-            spec.features,
-            spec.target,
-            spec.pipeline.task,
-            split_column(spec),
-            exclude=not_features(spec),
-            audit_columns=tuple(spec.fairness.sensitive),
-        )
+        rows = training_rows(spec, run)
+        features = rows.features
         plan = search_plan(spec, features)
-        context = _context(spec, run, features, plan)
-        fitting = _training_sample(spec, run, context)  # [train] max_rows: tuning + selection
+        context = _context(spec, run, features, plan, rows.split)
+        fitting = replace(context, split=rows.fitting)  # [train] max_rows: tuning + selection
         tuned = tune_all(spec, fitting, plan, dask)
-        evaluation = steps.evaluation_table(context, tuned, row_index=_row_index(rows, features))
+        evaluation = steps.evaluation_table(context, tuned, row_index=rows.row_index)
         chosen = _choose(run, fitting, plan, tuned)
-        final = _finalized(spec, context, plan, chosen.tuned)
+        final = _finalized(context, plan, chosen.tuned, rows.final_rows)
         registered = steps.register_models(context, [*tuned, *final], lineage=_lineage(spec, run))
         decision = steps.champion_decision(
             context,
@@ -147,8 +139,8 @@ def train(
         pipeline=spec.pipeline.name,
         task=spec.pipeline.task,
         warehouse=db,
-        n_rows=rows.n_rows,
-        n_invalid=rows.n_invalid,
+        n_rows=rows.checked.n_rows,
+        n_invalid=rows.checked.n_invalid,
         best_model_id=chosen.model_id,
         deployed_model_id=decision.model_id,
         primary_metric=plan.primary,
@@ -213,24 +205,24 @@ def _choose(run: RecordedRun, context: RunContext, plan: SearchPlan, tuned: list
     return Chosen(tuned=best, model_id=model_id(run.run_id, best.name), metrics=rows)
 
 
-def _finalized(spec: Spec, context: RunContext, plan: SearchPlan, best: Tuned) -> list[Tuned]:
-    """The chosen configuration refitted on every labelled row (at most [train] max_rows of
-    them, a seeded sample): what gets deployed."""
-    if context.split is None or not spec.evaluate.finalize:
+def _finalized(
+    context: RunContext, plan: SearchPlan, best: Tuned, rows: np.ndarray | None
+) -> list[Tuned]:
+    """The chosen configuration refitted on `rows`: every labelled row, or a seeded sample of
+    [train] max_rows of them (None: the spec turned finalize off). What gets deployed."""
+    if context.split is None or rows is None:
         return []
     split = context.split
-    labelled = np.concatenate([split.train, split.validation, split.test])
-    rows = labelled_sample(labelled, spec.train.max_rows, spec.pipeline.seed)
     model = steps.finalize(best, context.features, rows, plan)
     threshold = getattr(model, "best_threshold_", best.threshold)
-    if len(rows) == len(labelled):
+    labelled = len(split.train) + len(split.validation) + len(split.test)
+    if len(rows) >= labelled:
         get_run_logger().info("finalize: %s refitted on all %d labelled rows", best.name, len(rows))
     else:
         get_run_logger().info(
-            "finalize: %s refitted on a seeded sample of %d of %d labelled rows (max_rows)",
+            "finalize: %s refitted on a seeded sample of %d labelled rows (max_rows)",
             best.name,
             len(rows),
-            len(labelled),
         )
     return [
         replace(
@@ -260,25 +252,9 @@ def _linked(
     return replace(registered, models=models)
 
 
-def _context(spec: Spec, run: RecordedRun, features: Features, plan: SearchPlan) -> RunContext:
-    split = None
-    if spec.pipeline.task != "clustering":
-        split = steps.make_split(
-            features.X.height,
-            spec.split,
-            spec.pipeline.seed,
-            spec.cv.folds,
-            features.y,
-            features.split_key,
-        )
-        get_run_logger().info(
-            "split (%s): %d train / %d validation / %d test rows (seed %d)",
-            spec.split.strategy,
-            len(split.train),
-            len(split.validation),
-            len(split.test),
-            spec.pipeline.seed,
-        )
+def _context(
+    spec: Spec, run: RecordedRun, features: Features, plan: SearchPlan, split: Split | None
+) -> RunContext:
     return RunContext(
         run_id=run.run_id,
         features=features,
@@ -287,28 +263,6 @@ def _context(spec: Spec, run: RecordedRun, features: Features, plan: SearchPlan)
         primary=plan.primary,
         seed=spec.pipeline.seed,
     )
-
-
-def _training_sample(spec: Spec, run: RecordedRun, context: RunContext) -> RunContext:
-    """`context` with the train (and validation) rows cut to the seeded [train] max_rows sample
-    that tuning and selection fit on; evaluation, importance and finalize keep `context`."""
-    if context.split is None:
-        return context  # clustering fits every row
-    sample = training_sample(context.split, spec.train.max_rows, spec.pipeline.seed)
-    run.learned(train_rows=sample.train_rows, train_max_rows=spec.train.max_rows)
-    get_run_logger().info("train sample: %s", sample.describe(spec.train.max_rows))
-    return replace(context, split=sample.split)
-
-
-def _judged_on(context: RunContext) -> str:
-    return "all" if context.split is None else "validation"
-
-
-def _row_index(rows: Validated, features: Features) -> pl.Series:
-    """Input row positions of the feature rows (features.sql may have changed the rows)."""
-    if features.X.height == rows.valid.height:
-        return rows.valid_rows
-    return pl.Series(np.arange(features.X.height))
 
 
 def _lineage(spec: Spec, run: RecordedRun) -> Lineage:
@@ -346,7 +300,7 @@ def _log_audit(checks: Audit) -> None:
 
 def _bundle(
     run: RecordedRun,
-    rows: Validated,
+    rows: TrainingRows,
     tuned: list[Tuned],
     evaluation: Evaluation,
     registered: Registered,
@@ -358,9 +312,7 @@ def _bundle(
     promotions, aliases = promotion_rows(
         decision, finished.finished_at or datetime.now(UTC), set_by=f"train run {run.run_id}"
     )
-    assignments, profiles = segment_tables(
-        run.run_id, tuned, context.features, _row_index(rows, context.features)
-    )
+    assignments, profiles = segment_tables(run.run_id, tuned, context.features, rows.row_index)
     get_run_logger().info(
         "register: %d models saved with skops (%s)",
         registered.models.height,
@@ -371,7 +323,7 @@ def _bundle(
     )
     return RunBundle(
         run=finished,
-        quarantine=rows.quarantine,
+        quarantine=rows.checked.quarantine,
         cv_results=pl.concat([t.cv_results for t in tuned]),
         metrics=evaluation.metrics,
         models=registered.models,

@@ -66,7 +66,7 @@ def prepare_features(
     if target is not None:
         if target not in frame.columns:
             raise InputError(f"the data has no target column '{target}'")
-        y = _target(frame[target], task)
+        y = target_values(frame[target], task)
         frame = frame.drop(target)
     X = _model_ready(frame.drop([c for c in exclude if c in frame.columns]))
     if X.width == 0:
@@ -184,7 +184,8 @@ def model_pipeline(
     return Pipeline(steps)
 
 
-def _target(column: pl.Series, task: str) -> np.ndarray:
+def target_values(column: pl.Series, task: str) -> np.ndarray:
+    """The target column as the estimators take it; a user error when it cannot be one."""
     if task == "classification":
         if column.n_unique() < 2:
             raise InputError(

@@ -41,7 +41,14 @@ import pandera.polars as pa
 import polars as pl
 
 from mallard.core.errors import DataValidationError, InputError, describe_files, first_line
-from mallard.spec_sql import FEATURES, lock_down, read_only_relation
+from mallard.spec_sql import (
+    FEATURES,
+    ROW_KEY,
+    keeps_row_key,
+    lock_down,
+    read_only_relation,
+    reorders_rows,
+)
 
 MEMORY_LIMIT_ENV = "MALLARD_DUCKDB_MEMORY_LIMIT"
 TEMP_DIR_ENV = "MALLARD_DUCKDB_TEMP"  # where the temporary folders go (default: the system's)
@@ -157,29 +164,51 @@ def validate_into(
 
 
 def features_to_parquet(
-    valid_path: Path,
+    valid_path: Path | str,
     sql: str,
     out_path: Path,
     *,
     limit: str = DEFAULT_MEMORY_LIMIT,
     threads: int | None = None,
 ) -> int:
-    """Run `[features] sql` over the valid rows (table `source`, without row_index) under the
-    memory limit, streaming the result to `out_path`; returns its row count. The SQL may only
-    read (spec_sql's rule); the connection reaches no file but these two."""
+    """Run `[features] sql` over the valid rows (table `source`) under the memory limit,
+    streaming the result to `out_path`; returns its row count. `valid_path` is a Parquet file or
+    a glob of them inside `out_path`'s folder, with `row_index` beside the columns.
+
+    As in memory (spec_sql.sql_over_frame), `source` carries the row key instead of row_index:
+    when the query keeps it (`SELECT *`), the result is written in input order with it as
+    `row_index`; a query that reorders rows without it is refused. The SQL may only read
+    (spec_sql's rule); the connection reaches no file outside the folder but `valid_path`."""
     folder = out_path.parent
-    con = _connection(folder, limit, allowed_paths=[valid_path, out_path], threads=threads)
+    allowed = [out_path] if "*" in str(valid_path) else [Path(valid_path), out_path]
+    con = _connection(folder, limit, allowed_paths=allowed, threads=threads)
     try:
-        valid = f"read_parquet({_lit(valid_path)})"
-        con.execute(f"CREATE VIEW source AS SELECT * EXCLUDE (row_index) FROM {valid}")
+        valid = f"read_parquet({_lit(str(valid_path))})"
+        con.execute(
+            f"CREATE VIEW source AS SELECT row_index AS {ROW_KEY}, * EXCLUDE (row_index) "
+            f"FROM {valid}"
+        )
         relation = read_only_relation(con, sql, FEATURES)
-        try:
-            relation.write_parquet(str(out_path))
-        except duckdb.Error as exc:
-            raise FEATURES.error(f"{FEATURES.prefix}query failed: {exc}") from None
+        keyed = keeps_row_key(relation.columns, sql)
+        if keyed and reorders_rows(sql):
+            # Sorted in a statement of its own: a window and the sort after it in one plan ran
+            # out of memory at 96MB on 4M rows, where each alone spills and completes.
+            unordered = folder / f"{out_path.stem}-unordered.parquet"
+            _write_features(relation, unordered)
+            relation = con.sql(f"SELECT * FROM read_parquet({_lit(unordered)}) ORDER BY {ROW_KEY}")
+        if keyed:
+            relation = relation.project(f"* EXCLUDE ({ROW_KEY}), {ROW_KEY} AS row_index")
+        _write_features(relation, out_path)
         return int(_scalar(con, f"SELECT count(*) FROM read_parquet({_lit(out_path)})"))
     finally:
         con.close()
+
+
+def _write_features(relation: duckdb.DuckDBPyRelation, path: Path) -> None:
+    try:
+        relation.write_parquet(str(path))
+    except duckdb.Error as exc:
+        raise FEATURES.error(f"{FEATURES.prefix}query failed: {exc}") from None
 
 
 def _connection(
