@@ -1,7 +1,8 @@
 """The out-of-core input path ([ingest] engine = "duckdb", or "auto" above duckdb_above_mb):
 read + cast + check in DuckDB under a memory limit (mallard.warehouse.out_of_core), then hand the
-flow the same Validated the in-memory path gives (train, validate), or leave the valid rows on
-disk for a flow that reads them in batches (score: `validated_on_disk`)."""
+flow the same Validated the in-memory path gives (validate; clustering's train), or leave the
+valid rows on disk (`validated_on_disk`) for a flow that reads them in batches (score) or gathers
+only the rows it uses (supervised train: flows.training_rows)."""
 
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ def ingest_engine(spec: Spec, files: list[Path] | None) -> str:
 def validate_out_of_core(
     spec: Spec, files: list[Path], schema: pa.DataFrameSchema, drop: list[str]
 ) -> tuple[Validated, str, str]:
-    """The validated rows, the files' sha256 and their description. The valid rows come back
-    in memory because the steps after validation (features, training, scoring) need them."""
+    """The validated rows, the files' sha256 and their description, the valid rows in memory
+    (for a flow that uses every one of them at once)."""
     limit = out_of_core.memory_limit(spec.ingest.memory_limit)
     with out_of_core.validated_files(files, schema, limit=limit, drop=drop) as result:
         valid, positions = result.valid_frame()

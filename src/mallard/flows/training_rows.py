@@ -9,7 +9,8 @@ run uses are gathered into memory: the training sample, every validation and tes
 (evaluation, importance, fairness) and the refit's sample. The split and samples are drawn by the
 same functions from the same values, so every fitted model and every metric equal the in-memory
 path's on the same rows; only the drift reference profile covers the training sample rather than
-every train row (registration profiles the train rows it is given).
+every train row (registration profiles the train rows it is given), and a text column under
+`pii = "generalise"` without `[features] sql` is judged as dates or numbers over the gathered rows.
 """
 
 from __future__ import annotations

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from mallard.tasks.context import RunContext
-from mallard.tasks.features import Features
 from mallard.tasks.metrics import Target, score_all, scorers
 from mallard.tasks.tune import Tuned
 from mallard.tasks.uncertainty import cv_summary, holdout_intervals
+
+if TYPE_CHECKING:
+    from mallard.tasks.replay import Replay
 
 METRIC_COLUMNS = {
     "model_id": pl.String,
@@ -80,6 +82,8 @@ def evaluation_table(run: RunContext, tuned: list[Tuned], *, row_index: pl.Serie
         run.target,
         run.seed,
     )
+    from mallard.tasks.replay import Replay  # a scikit-learn estimator: imported when used
+
     rows: list[tuple[Any, ...]] = []
     predictions, confusion = [], []
     for result in tuned:
@@ -97,26 +101,30 @@ def evaluation_table(run: RunContext, tuned: list[Tuned], *, row_index: pl.Serie
         ]
         scoring = scorers(target, result.model)
         assert features.y is not None
-        X, y = features.X[split.validation], features.y[split.validation]
-        scores = score_all(scoring, result.model, X, y)
+        # One prediction pass per split (in batches), shared by the metrics, the bootstrap, the
+        # confusion counts and the stored predictions.
+        validation = Replay(result.model, features.X[split.validation])
+        y = features.y[split.validation]
+        scores = score_all(scoring, validation, np.arange(len(y)), y)
         rows += [
             (mid, result.family, "validation", m, v, None, None, None, None)
             for m, v in scores.items()
         ]
         if target.task == "classification":
-            confusion.append(_confusion(mid, "validation", y, result.model.predict(X)))
-        X, y = features.X[split.test], features.y[split.test]
+            confusion.append(_confusion(mid, "validation", y, _output(validation, "predict")))
+        test = Replay(result.model, features.X[split.test])
+        y = features.y[split.test]
         resamples = TEST_BOOTSTRAP if len(y) <= LARGE_TEST_ROWS else LARGE_TEST_BOOTSTRAP
         intervals = holdout_intervals(
-            scoring, result.model, X, y, target=target, n_boot=resamples, seed=seed
+            scoring, test, np.arange(len(y)), y, target=target, n_boot=resamples, seed=seed
         )
         rows += [
             (mid, result.family, "test", m, i.estimate, None, None, i.low, i.high)
             for m, i in intervals.items()
         ]
         if target.task == "classification":
-            confusion.append(_confusion(mid, "test", y, result.model.predict(X)))
-        predictions.append(_predictions(mid, result.model, features, split.test, target, row_index))
+            confusion.append(_confusion(mid, "test", y, _output(test, "predict")))
+        predictions.append(_predictions(mid, test, y, target, row_index.gather(split.test)))
     return Evaluation(
         metrics=pl.DataFrame(rows, schema=METRIC_COLUMNS, orient="row"),
         predictions=pl.concat(predictions)
@@ -127,16 +135,14 @@ def evaluation_table(run: RunContext, tuned: list[Tuned], *, row_index: pl.Serie
 
 
 def _predictions(
-    mid: str, model: Any, features: Features, rows: np.ndarray, target: Target, index: pl.Series
+    mid: str, outputs: Replay, y: np.ndarray, target: Target, row_index: pl.Series
 ) -> pl.DataFrame:
-    X = features.X[rows]
-    assert features.y is not None
-    y = features.y[rows]
-    predicted = np.asarray(model.predict(X))
+    """ml.predictions rows of one model on the test split, from its replayed outputs."""
+    predicted = _output(outputs, "predict")
     frame: dict[str, Any] = {
         "model_id": mid,
         "split": "test",
-        "row_index": index.gather(rows),
+        "row_index": row_index,
         "prediction": None,
         "label": None,
         "probability": None,
@@ -146,12 +152,21 @@ def _predictions(
     if target.task == "regression":
         frame |= {"prediction": predicted.astype(float), "actual": y.astype(float)}
     else:
+        proba = outputs.output("predict_proba")
         frame |= {
             "label": predicted.astype(str),
             "actual_label": y.astype(str),
-            "probability": positive_probability(model, X, target),
+            "probability": None
+            if proba is None
+            else class_probability(proba, list(outputs.model.classes_), target),
         }
     return pl.DataFrame(frame, schema=PREDICTION_COLUMNS)
+
+
+def _output(outputs: Replay, method: str) -> np.ndarray:
+    answer = outputs.output(method)
+    assert answer is not None, method  # every model predicts
+    return answer
 
 
 def positive_probability(model: Any, X: Any, target: Target) -> np.ndarray | None:
@@ -159,8 +174,11 @@ def positive_probability(model: Any, X: Any, target: Target) -> np.ndarray | Non
     model has no probabilities (e.g. an SVM without calibration)."""
     if not hasattr(model, "predict_proba"):
         return None
-    proba = np.asarray(model.predict_proba(X))
-    classes = list(model.classes_)
+    return class_probability(np.asarray(model.predict_proba(X)), list(model.classes_), target)
+
+
+def class_probability(proba: np.ndarray, classes: list[Any], target: Target) -> np.ndarray:
+    """positive_probability from the model's predict_proba output."""
     if target.binary:
         return proba[:, classes.index(target.pos_label)]
     return proba.max(axis=1)
