@@ -290,3 +290,32 @@ def test_a_file_larger_than_the_memory_limit_validates_and_builds_features(
     # ~190 MB of it is Python + Polars + pandera + DuckDB imported. memory_limit bounds DuckDB's
     # buffer manager, not the CSV reader's and Parquet writer's own buffers: measured 300-720 MB.
     assert figures["peak_rss_mb"] < 1_000
+
+
+def test_auto_engine_weighs_parquet_by_its_uncompressed_size(tmp_path: Path) -> None:
+    """Parquet compresses a table several times over: the size rule reads the footer's
+    uncompressed bytes, so a small file of many rows still goes out of core."""
+    from mallard.core.spec import parse_spec
+    from mallard.flows.out_of_core import ingest_engine
+    from mallard.warehouse.out_of_core import input_bytes
+
+    repetitive = pl.DataFrame({"price": [1.0, 2.0] * 200_000, "city": ["a", "b"] * 200_000})
+    parquet = tmp_path / "rows.parquet"
+    repetitive.write_parquet(parquet)
+    csv = tmp_path / "rows.csv"
+    repetitive.head(1000).write_csv(csv)
+    uncompressed = input_bytes(parquet)
+    assert uncompressed > 3 * parquet.stat().st_size
+    assert input_bytes(csv) == csv.stat().st_size
+    between = (parquet.stat().st_size + uncompressed) / 2 / 1e6
+    spec = parse_spec(
+        '[pipeline]\nname = "p"\ntask = "regression"\ntarget = "price"\n'
+        f'[source]\npath = "rows.parquet"\n[ingest]\nduckdb_above_mb = {between}\n'
+        '[[candidates]]\nfamily = "ridge"\n',
+        tmp_path / "spec.toml",
+    )
+    assert ingest_engine(spec, None) == "duckdb"
+    assert ingest_engine(spec, [csv]) == "polars"
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet at all")
+    assert input_bytes(broken) == len(b"not parquet at all")  # the reader reports it later

@@ -34,7 +34,7 @@ def ingest_engine(spec: Spec, files: list[Path] | None) -> str:
     if engine != "auto":
         return engine
     paths = spec.source_files() if files is None else files
-    size = sum(p.stat().st_size for p in paths if p.exists())
+    size = sum(out_of_core.input_bytes(p) for p in paths if p.exists())
     return "duckdb" if size > spec.ingest.duckdb_above_mb * MB else "polars"
 
 
