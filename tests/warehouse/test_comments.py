@@ -77,3 +77,16 @@ def test_the_read_copy_keeps_the_comments(db: Path) -> None:
 
     with duckdb.connect(str(copy), read_only=True) as con:
         assert uncommented(con) == []
+
+
+def test_the_training_rows_comments_say_max_rows_caps_the_refit(db: Path) -> None:
+    """Migration 8 restates two comments of migrations 6 and 7 (never edited in place)."""
+    with connect(db) as con:
+        rows = con.execute(
+            "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name = "
+            "'ml' AND (table_name, column_name) IN (('models', 'trained_on'), ('runs', "
+            "'train_rows'))"
+        ).fetchall()
+    by_column = {(table, column): comment for table, column, comment in rows}
+    assert "a seeded sample of [train] max_rows of them" in by_column[("models", "trained_on")]
+    assert "importance a seeded sample" in by_column[("runs", "train_rows")]

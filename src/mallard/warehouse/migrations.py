@@ -10,6 +10,7 @@ from mallard.warehouse.schema_text import (
     ML_COMMENTS_5,
     ML_COMMENTS_6,
     ML_COMMENTS_7,
+    ML_COMMENTS_8,
     _text,
 )
 
@@ -323,6 +324,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         + "".join(
             f'COMMENT ON COLUMN ml.{table}."{column}" IS {_text(text)};\n'
             for (table, column), text in ML_COMMENTS_7.items()
+        ),
+    ),
+    (
+        8,
+        "catalog comments for the training rows: max_rows also caps the deployable refit",
+        "".join(
+            f'COMMENT ON COLUMN ml.{table}."{column}" IS {_text(text)};\n'
+            for (table, column), text in ML_COMMENTS_8.items()
         ),
     ),
 ]

@@ -435,3 +435,16 @@ ML_COMMENTS_7: dict[tuple[str, str], str] = {
     ("runs", "ingest_engine"): "how the input was read and validated: polars (in memory) | "
     "duckdb (out of core, under a memory limit) | sql (source.sql in the warehouse)",
 }
+
+
+# Migration 8: migration 6 and 7's words for the training rows predate [train] max_rows capping
+# the deployable refit (a seeded sample of the labelled rows) and importance's row sample.
+ML_COMMENTS_8: dict[tuple[str, str], str] = {
+    ("models", "trained_on"): "rows the model was fitted on: train (the train split, or its "
+    "seeded [train] max_rows sample: ml.runs.train_rows) | labelled (the deployable refit: every "
+    "train + validation + test row, or a seeded sample of [train] max_rows of them) | all "
+    "(clustering)",
+    ("runs", "train_rows"): "train runs: train-split rows tuning fitted on (all of them, or the "
+    "seeded sample [train] max_rows allows); evaluation uses every validation and test row, "
+    "permutation importance a seeded sample of at most 5,000 test rows",
+}
