@@ -158,7 +158,9 @@ def read_only_sql(con: duckdb.DuckDBPyConnection, sql: str, voice: Voice) -> pl.
 ROW_KEY = "__mallard_row"  # the source row's position, beside its columns
 
 
-def sql_over_frame(frame: pl.DataFrame, sql: str, name: str = "source") -> pl.DataFrame:
+def sql_over_frame(
+    frame: pl.DataFrame, sql: str, name: str = "source", *, keep_key: bool = False
+) -> pl.DataFrame:
     """Run `sql` in an in-memory DuckDB where `frame` is the table `name` (features.sql); the
     connection sees nothing else and writes nowhere.
 
@@ -166,7 +168,9 @@ def sql_over_frame(frame: pl.DataFrame, sql: str, name: str = "source") -> pl.Da
     partition, and the caller pairs result rows with input rows (row_index, a scored file's
     keys). The table carries ROW_KEY, which `SELECT *` keeps: the result is sorted by it and it
     is dropped. A query that reorders rows (a window function, ORDER BY) without keeping it is
-    refused: its rows could not be paired with their input rows."""
+    refused: its rows could not be paired with their input rows. With `keep_key` the sorted
+    result keeps ROW_KEY (the source row's position in `frame`) when the query kept it, for a
+    caller whose query may drop rows."""
     if ROW_KEY in frame.columns:
         raise FEATURES.error(f"{FEATURES.prefix}the column name {ROW_KEY} is mallard's own")
     con = duckdb.connect(":memory:")
@@ -176,7 +180,8 @@ def sql_over_frame(frame: pl.DataFrame, sql: str, name: str = "source") -> pl.Da
     finally:
         con.close()
     if keeps_row_key(result.columns, sql):
-        return result.sort(ROW_KEY, maintain_order=True).drop(ROW_KEY)
+        result = result.sort(ROW_KEY, maintain_order=True)
+        return result if keep_key else result.drop(ROW_KEY)
     return result
 
 

@@ -119,13 +119,13 @@ def score_in_memory(
     """Read and validate `files` into memory, score every valid row at once (the scored file,
     if any, to `staged`) and commit the run."""
     rows = checked_input(spec, run, files, target_optional=True)
-    X = scorer.features_of(rows.valid)
+    X, valid, positions = scorer.features_of(rows.valid, rows.valid_rows)
     scored = score_rows(scorer.model, X, scorer.target)
-    predictions = prediction_rows(scorer.model_id, scored, rows.valid_rows)
+    predictions = prediction_rows(scorer.model_id, scored, positions)
     drift = psi_table(scorer.profile, X, scored.drift_values)
     log_drift(drift)
     if staged is not None:
-        keys = join_keys(rows.valid, rows.valid_rows, scorer.id_column)
+        keys = join_keys(valid, positions, scorer.id_column)
         stage_scored_file(scored_file(scored, keys), staged)
     run.commit(
         RunBundle(

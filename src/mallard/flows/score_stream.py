@@ -73,8 +73,15 @@ class Scorer:
     profile: pl.DataFrame
     id_column: str | None  # the spec's [source] id, carried into the scored file
 
-    def features_of(self, rows: pl.DataFrame) -> pl.DataFrame:
-        return scoring_features(rows, self.features, self.feature_names)
+    def features_of(
+        self, rows: pl.DataFrame, positions: pl.Series
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
+        """The model's features of `rows`, and the rows and input positions they came from
+        (fewer than given when features.sql drops rows)."""
+        X, kept = scoring_features(rows, self.features, self.feature_names)
+        if kept is None:
+            return X, rows, positions
+        return X, rows[kept], positions.gather(kept)
 
     def drift_rows(self, drift: pl.DataFrame) -> pl.DataFrame:
         """ml.drift rows of a psi table (feature, psi, status)."""
@@ -140,14 +147,14 @@ def stream_scores(
     predictions = _Appender(predictions_path)
     scored = None if scored_path is None else _Appender(scored_path)
     counts: dict[str, np.ndarray] | None = None
-    n_scored, last_row = 0, -1
+    n_scored, n_read, last_row = 0, 0, -1
     try:
         for batch, positions in rows.validated.valid_batches(rows_per_batch):
             if positions[0] <= last_row or not positions.is_sorted():
                 raise RuntimeError("the valid rows on disk are not in input order")
             last_row = int(positions[-1])
-            protected = rows.protect_batch(batch)
-            X = scorer.features_of(protected)
+            n_read += batch.height
+            X, protected, positions = scorer.features_of(rows.protect_batch(batch), positions)
             result = score_rows(scorer.model, X, scorer.target)
             predictions.append(
                 prediction_rows(scorer.model_id, result, positions).select(
@@ -158,10 +165,10 @@ def stream_scores(
                 keys = join_keys(protected, positions, scorer.id_column)
                 scored.append(scored_file(result, keys))
             counts = add_counts(counts, bin_counts(scorer.profile, X, result.drift_values))
-            n_scored += batch.height
-            log.info("score: %d of %d valid rows scored", n_scored, rows.validated.n_valid)
-        if counts is None or n_scored != rows.validated.n_valid:
-            raise RuntimeError(f"{n_scored} rows scored of {rows.validated.n_valid} valid rows")
+            n_scored += X.height
+            log.info("score: %d of %d valid rows read and scored", n_read, rows.validated.n_valid)
+        if counts is None or n_read != rows.validated.n_valid:
+            raise RuntimeError(f"{n_read} rows read of {rows.validated.n_valid} valid rows")
         predictions.close()
         if scored is not None:
             scored.close()

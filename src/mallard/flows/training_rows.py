@@ -59,11 +59,12 @@ def training_rows(spec: Spec, run: RecordedRun) -> TrainingRows:
             return _on_disk(spec, run, Path(folder))
     rows = checked_input(spec, run)
     features = _features(spec, rows.valid, spec.features)
-    row_index = (
-        rows.valid_rows
-        if features.X.height == rows.valid.height
-        else pl.Series(np.arange(features.X.height))  # features.sql changed the rows
-    )
+    if features.source_rows is not None:  # features.sql dropped rows and kept the row key
+        row_index = rows.valid_rows.gather(features.source_rows)
+    elif features.X.height == rows.valid.height:
+        row_index = rows.valid_rows
+    else:  # features.sql changed the rows and dropped the key: feature rows are numbered
+        row_index = pl.Series(np.arange(features.X.height))
     if spec.pipeline.task == "clustering":
         return TrainingRows(rows, features, row_index, None, None, None)
     split = _split(spec, features.X.height, features.y, features.split_key)

@@ -11,7 +11,7 @@ import polars as pl
 
 from mallard.core.errors import InputError
 from mallard.core.spec import FeaturesSection
-from mallard.spec_sql import sql_over_frame
+from mallard.spec_sql import ROW_KEY, sql_over_frame
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -31,6 +31,10 @@ class Features:
     categorical: list[str]
     split_key: np.ndarray | None = None  # the split.column values (time order or groups)
     audit: dict[str, np.ndarray] = field(default_factory=dict)  # sensitive attributes, by row
+    # The position in the prepared frame of each row's source row, when features.sql kept the
+    # row key and dropped rows; None when the rows are the frame's own, one for one, or cannot
+    # be traced (the query dropped the key).
+    source_rows: np.ndarray | None = None
 
 
 def prepare_features(
@@ -45,8 +49,9 @@ def prepare_features(
     """Apply the spec's SQL then drops; split off the target and the split key; sort the
     remaining columns into numeric and text. `exclude` leaves columns out of the features
     without failing when absent; `audit_columns` are kept aside for the fairness audit."""
+    source_rows = None
     if section.sql.strip():
-        frame = _after_features_sql(frame, section.sql)
+        frame, source_rows = _after_features_sql(frame, section.sql)
     unknown = [name for name in section.drop if name not in frame.columns]
     if unknown:
         raise InputError(f"[features.drop] unknown column(s): {', '.join(unknown)}")
@@ -74,29 +79,53 @@ def prepare_features(
     numeric = [name for name, dtype in X.schema.items() if dtype.is_numeric()]
     categorical = [name for name in X.columns if name not in numeric]
     return Features(
-        X=X, y=y, numeric=numeric, categorical=categorical, split_key=split_key, audit=audit
+        X=X,
+        y=y,
+        numeric=numeric,
+        categorical=categorical,
+        split_key=split_key,
+        audit=audit,
+        source_rows=source_rows,
     )
 
 
 def scoring_features(
     frame: pl.DataFrame, section: FeaturesSection, feature_names: list[str]
-) -> pl.DataFrame:
-    """The same features for new rows at score time; the target column may be absent."""
+) -> tuple[pl.DataFrame, np.ndarray | None]:
+    """The same features for new rows at score time (the target column may be absent), and the
+    position in `frame` of each feature row when features.sql dropped rows (None: the frame's
+    rows, one for one). A query that changes the row count without keeping the row key is
+    refused: its predictions could not be paired with their input rows."""
+    kept = None
     if section.sql.strip():
-        frame = _after_features_sql(frame, section.sql)
+        result, kept = _after_features_sql(frame, section.sql)
+        if kept is None and result.height != frame.height:
+            raise InputError(
+                f"[features.sql] the query made {result.height} rows of {frame.height} and does "
+                f"not keep the source's row key: select * (or {ROW_KEY}) so each prediction can "
+                "be paired with its input row"
+            )
+        frame = result
     frame = frame.drop([name for name in section.drop if name in frame.columns])
     missing = [name for name in feature_names if name not in frame.columns]
     if missing:
         raise InputError(
             f"the input lacks feature column(s) the model was trained on: {', '.join(missing)}"
         )
-    return _model_ready(frame.select(feature_names))
+    return _model_ready(frame.select(feature_names)), kept
 
 
-def _after_features_sql(frame: pl.DataFrame, sql: str) -> pl.DataFrame:
-    """The rows `features.sql` makes of `frame`. Validation has already quarantined input
-    infinities; one made by the query (x / 0.0) is the query's to fix: no estimator takes it."""
-    result = sql_over_frame(frame, sql, "source")
+def _after_features_sql(frame: pl.DataFrame, sql: str) -> tuple[pl.DataFrame, np.ndarray | None]:
+    """The rows `features.sql` makes of `frame`, and each one's source row position when the
+    query kept the row key and dropped rows (None: one for one, or untraceable). Validation has
+    already quarantined input infinities; one made by the query (x / 0.0) is the query's to
+    fix: no estimator takes it."""
+    result = sql_over_frame(frame, sql, "source", keep_key=True)
+    positions = None
+    if ROW_KEY in result.columns:
+        if result.height != frame.height:
+            positions = result[ROW_KEY].cast(pl.Int64).to_numpy()
+        result = result.drop(ROW_KEY)
     floats = [name for name, dtype in result.schema.items() if dtype.is_float()]
     counts = (
         result.select(pl.col(name).is_infinite().sum() for name in floats).row(0) if floats else ()
@@ -107,7 +136,7 @@ def _after_features_sql(frame: pl.DataFrame, sql: str) -> pl.DataFrame:
             f"[features.sql] the query makes infinite values in {', '.join(infinite)}: guard the "
             "expression, e.g. x / NULLIF(y, 0)"
         )
-    return result
+    return result, positions
 
 
 def preprocessor(features: Features, section: FeaturesSection, native: bool = False) -> Any:
