@@ -74,7 +74,9 @@ def _results(db: Path) -> dict[str, pl.DataFrame]:
             db, "SELECT candidate, sha256, trained_on FROM ml.models ORDER BY candidate"
         ),
         "predictions": warehouse.query(
-            db, f"SELECT {strip}, row_index, split, actual, prediction, probability FROM ml.predictions ORDER BY ALL"
+            db,
+            f"SELECT {strip}, row_index, split, actual, prediction, probability "
+            "FROM ml.predictions ORDER BY ALL",
         ),
         "run": warehouse.query(
             db, "SELECT n_rows, n_invalid, train_rows, ingest_engine FROM ml.runs"
@@ -120,7 +122,7 @@ def test_classification_with_pii_and_fairness_on_disk_equals_in_memory(tmp_path:
         'drop = ["customer_id"]\nsql = "SELECT *, amount / (1 + velocity_24h) AS amount_per_use, '
         'left(postcode, 1) AS area FROM source"',
     )
-    results, postcodes = {}, {}
+    results, profiled = {}, {}
     for engine in ("polars", "duckdb"):
         spec = tmp_path / f"fraud_{engine}.toml"
         spec.write_text(
@@ -130,7 +132,7 @@ def test_classification_with_pii_and_fairness_on_disk_equals_in_memory(tmp_path:
         train(spec, warehouse_file=db)
         results[engine] = _results(db)
         profiles = warehouse.query(db, "SELECT feature FROM ml.feature_profiles")
-        postcodes[engine] = set(profiles["feature"])
+        profiled[engine] = set(profiles["feature"])
         fairness = warehouse.query(
             db, 'SELECT attribute, "group", metric, value FROM ml.fairness ORDER BY ALL'
         )
@@ -138,7 +140,7 @@ def test_classification_with_pii_and_fairness_on_disk_equals_in_memory(tmp_path:
     _same_run(results["polars"], results["duckdb"])
     assert results["polars"]["fairness"].height > 0
     assert results["polars"]["fairness"].equals(results["duckdb"]["fairness"])
-    assert "email" not in postcodes["duckdb"] and "area" in postcodes["duckdb"]
+    assert "email" not in profiled["duckdb"] and "area" in profiled["duckdb"]
 
 
 def test_features_sql_that_reorders_without_the_row_key_fails_in_one_line(
