@@ -22,7 +22,8 @@ from mallard.examples import housing
 from mallard.schemas.inline import build_schema
 from mallard.tasks.ingest import read_files
 from mallard.tasks.validate import quarantine_invalid
-from mallard.warehouse.out_of_core import features_to_parquet, validated_files
+from mallard.warehouse.features_sql import features_to_parquet
+from mallard.warehouse.out_of_core import validated_files
 
 runner = CliRunner()
 KEY = ["row_index", "column_name", "check_name"]
@@ -212,7 +213,8 @@ OUT_OF_CORE_SCRIPT = textwrap.dedent(
     from pathlib import Path
     from mallard.core.spec import load_spec
     from mallard.schemas.inline import build_schema
-    from mallard.warehouse.out_of_core import features_to_parquet, validated_files
+    from mallard.warehouse.features_sql import features_to_parquet
+    from mallard.warehouse.out_of_core import validated_files
 
     spec_path, csv, limit = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     spec = load_spec(spec_path)
@@ -297,7 +299,7 @@ def test_auto_engine_weighs_parquet_by_its_uncompressed_size(tmp_path: Path) -> 
     uncompressed bytes, so a small file of many rows still goes out of core."""
     from mallard.core.spec import parse_spec
     from mallard.flows.out_of_core import ingest_engine
-    from mallard.warehouse.out_of_core import input_bytes
+    from mallard.warehouse.features_sql import input_bytes
 
     repetitive = pl.DataFrame({"price": [1.0, 2.0] * 200_000, "city": ["a", "b"] * 200_000})
     parquet = tmp_path / "rows.parquet"

@@ -21,7 +21,7 @@ from mallard.schemas.inline import build_schema, pii_policies
 from mallard.tasks.ingest import files_sha256
 from mallard.tasks.privacy import apply_pii, drop_at_ingest, mask_values, require_salt
 from mallard.tasks.validate import Validated, enforce_invalid_limit
-from mallard.warehouse import out_of_core
+from mallard.warehouse import features_sql, out_of_core
 
 MB = 1_000_000
 
@@ -34,7 +34,7 @@ def ingest_engine(spec: Spec, files: list[Path] | None) -> str:
     if engine != "auto":
         return engine
     paths = spec.source_files() if files is None else files
-    size = sum(out_of_core.input_bytes(p) for p in paths if p.exists())
+    size = sum(features_sql.input_bytes(p) for p in paths if p.exists())
     return "duckdb" if size > spec.ingest.duckdb_above_mb * MB else "polars"
 
 

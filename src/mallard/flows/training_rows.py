@@ -35,7 +35,7 @@ from mallard.tasks.plan import not_features, split_column
 from mallard.tasks.sample import labelled_sample, training_sample
 from mallard.tasks.split import Split
 from mallard.tasks.validate import Validated
-from mallard.warehouse import out_of_core
+from mallard.warehouse import features_sql, out_of_core
 
 PROTECT_BATCH_ROWS = 200_000  # PII protected this many rows at a time before features.sql
 
@@ -134,7 +134,7 @@ def featured_rows(spec: Spec, rows: OnDisk, folder: Path) -> tuple[str, bool]:
         source = rows.protected_files(folder / "protected", PROTECT_BATCH_ROWS)
     out = folder / "features.parquet"
     limit = rows.validated.memory_limit
-    n = out_of_core.features_to_parquet(source, sql, out, limit=limit)
+    n = features_sql.features_to_parquet(source, sql, out, limit=limit)
     get_run_logger().info("features.sql (duckdb, memory_limit %s): %d rows", limit, n)
     return str(out), True
 

@@ -41,14 +41,7 @@ import pandera.polars as pa
 import polars as pl
 
 from mallard.core.errors import DataValidationError, InputError, describe_files, first_line
-from mallard.spec_sql import (
-    FEATURES,
-    ROW_KEY,
-    keeps_row_key,
-    lock_down,
-    read_only_relation,
-    reorders_rows,
-)
+from mallard.spec_sql import lock_down
 
 MEMORY_LIMIT_ENV = "MALLARD_DUCKDB_MEMORY_LIMIT"
 TEMP_DIR_ENV = "MALLARD_DUCKDB_TEMP"  # where the temporary folders go (default: the system's)
@@ -156,82 +149,14 @@ def validate_into(
     removes): for valid rows that must outlive one block, e.g. scored in batches by a step."""
     if not files:
         raise InputError("no input files to read")
-    con = _connection(folder, limit, allowed_paths=files, threads=threads)
+    con = scratch_connection(folder, limit, allowed_paths=files, threads=threads)
     try:
         return _validate(con, list(files), schema, folder, limit, set(drop))
     finally:
         con.close()
 
 
-def input_bytes(path: Path) -> int:
-    """How much data `path` holds as rows: a Parquet file's uncompressed column chunks (from
-    its footer; a file that is not Parquet counts its size), any other file's size. Parquet
-    compresses tables several times over (10M generated housing rows: 136 MB on disk, 501 MB
-    uncompressed, 1.6 GB as CSV), so its file size says little about the memory it needs."""
-    size = path.stat().st_size
-    if path.suffix.lower() != ".parquet":
-        return size
-    con = lock_down(duckdb.connect(":memory:"), allowed_paths=[path])
-    try:
-        found = con.execute(
-            "SELECT sum(total_uncompressed_size) FROM parquet_metadata($p)", {"p": str(path)}
-        ).fetchall()
-    except duckdb.Error:
-        return size  # not readable as Parquet: the reader will say so, with the file's name
-    finally:
-        con.close()
-    return int(found[0][0] or size)
-
-
-def features_to_parquet(
-    valid_path: Path | str,
-    sql: str,
-    out_path: Path,
-    *,
-    limit: str = DEFAULT_MEMORY_LIMIT,
-    threads: int | None = None,
-) -> int:
-    """Run `[features] sql` over the valid rows (table `source`) under the memory limit,
-    streaming the result to `out_path`; returns its row count. `valid_path` is a Parquet file or
-    a glob of them inside `out_path`'s folder, with `row_index` beside the columns.
-
-    As in memory (spec_sql.sql_over_frame), `source` carries the row key instead of row_index:
-    when the query keeps it (`SELECT *`), the result is written in input order with it as
-    `row_index`; a query that reorders rows without it is refused. The SQL may only read
-    (spec_sql's rule); the connection reaches no file outside the folder but `valid_path`."""
-    folder = out_path.parent
-    allowed = [out_path] if "*" in str(valid_path) else [Path(valid_path), out_path]
-    con = _connection(folder, limit, allowed_paths=allowed, threads=threads)
-    try:
-        valid = f"read_parquet({_lit(str(valid_path))})"
-        con.execute(
-            f"CREATE VIEW source AS SELECT row_index AS {ROW_KEY}, * EXCLUDE (row_index) "
-            f"FROM {valid}"
-        )
-        relation = read_only_relation(con, sql, FEATURES)
-        keyed = keeps_row_key(relation.columns, sql)
-        if keyed and reorders_rows(sql):
-            # Sorted in a statement of its own: a window and the sort after it in one plan ran
-            # out of memory at 96MB on 4M rows, where each alone spills and completes.
-            unordered = folder / f"{out_path.stem}-unordered.parquet"
-            _write_features(relation, unordered)
-            relation = con.sql(f"SELECT * FROM read_parquet({_lit(unordered)}) ORDER BY {ROW_KEY}")
-        if keyed:
-            relation = relation.project(f"* EXCLUDE ({ROW_KEY}), {ROW_KEY} AS row_index")
-        _write_features(relation, out_path)
-        return int(_scalar(con, f"SELECT count(*) FROM read_parquet({_lit(out_path)})"))
-    finally:
-        con.close()
-
-
-def _write_features(relation: duckdb.DuckDBPyRelation, path: Path) -> None:
-    try:
-        relation.write_parquet(str(path))
-    except duckdb.Error as exc:
-        raise FEATURES.error(f"{FEATURES.prefix}query failed: {exc}") from None
-
-
-def _connection(
+def scratch_connection(
     folder: Path, limit: str, *, allowed_paths: Sequence[Path], threads: int | None
 ) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
@@ -261,10 +186,10 @@ def _validate(
     declared = {name: c for name, c in schema.columns.items() if name not in drop}
     text = [name for name, c in declared.items() if c.dtype is not None]
     _write_raw(con, files, text, raw_path, drop)
-    raw = f"read_parquet({_lit(raw_path)}, file_row_number = true)"
+    raw = f"read_parquet({quoted(raw_path)}, file_row_number = true)"
     source_types = _types(con, f"SELECT * EXCLUDE (file_row_number) FROM {raw}")
     _require_columns(declared, source_types)
-    n_rows = int(_scalar(con, f"SELECT count(*) FROM read_parquet({_lit(raw_path)})"))
+    n_rows = int(scalar(con, f"SELECT count(*) FROM read_parquet({quoted(raw_path)})"))
     if n_rows == 0:
         raise InputError(f"{describe_files(files)} has a header but no data rows")
 
@@ -295,9 +220,9 @@ def _validate(
     )
     con.execute(
         f"COPY (SELECT file_row_number AS row_index, {typed_select} FROM {raw}) "
-        f"TO {_lit(typed_path)} {_PARQUET}"
+        f"TO {quoted(typed_path)} {_PARQUET}"
     )
-    typed = f"read_parquet({_lit(typed_path)})"
+    typed = f"read_parquet({quoted(typed_path)})"
     typed_types = _types(con, f"SELECT * EXCLUDE (row_index) FROM {typed}")
     for name, kind in typed_types.items():
         if kind in _FLOATS:  # NaN and ±inf, shown as they came in (e.g. "1e400")
@@ -318,10 +243,10 @@ def _validate(
     con.execute(
         f"COPY (SELECT * FROM {typed} WHERE row_index NOT IN (SELECT row_index FROM bad_rows) "
         "ORDER BY row_index) "
-        f"TO {_lit(valid_path)} {_PARQUET}"
+        f"TO {quoted(valid_path)} {_PARQUET}"
     )
     con.unregister("bad_rows")
-    n_valid = int(_scalar(con, f"SELECT count(*) FROM read_parquet({_lit(valid_path)})"))
+    n_valid = int(scalar(con, f"SELECT count(*) FROM read_parquet({quoted(valid_path)})"))
     raw_path.unlink()  # the typed copy is all the valid rows need
     return OutOfCore(valid_path, quarantine, n_rows, n_valid, folder, limit)
 
@@ -330,7 +255,7 @@ def _write_raw(
     con: duckdb.DuckDBPyConnection, files: list[Path], text: list[str], out: Path, drop: set[str]
 ) -> None:
     suffixes = {p.suffix.lower() for p in files}
-    listed = "[" + ", ".join(_lit(p) for p in files) + "]"
+    listed = "[" + ", ".join(quoted(p) for p in files) + "]"
     if suffixes == {".parquet"}:
         reader = f"read_parquet({listed})"
     elif suffixes <= _CSV_SUFFIXES:
@@ -338,12 +263,12 @@ def _write_raw(
             if path.stat().st_size == 0:
                 raise InputError(f"{path} is empty (0 bytes): expected a header and data rows")
         header = _types(
-            con, f"SELECT * FROM read_csv({_lit(files[0])}, header = true, sample_size = 1)"
+            con, f"SELECT * FROM read_csv({quoted(files[0])}, header = true, sample_size = 1)"
         )
-        types = "{" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in text if n in header) + "}"
+        types = "{" + ", ".join(f"{quoted(n)}: 'VARCHAR'" for n in text if n in header) + "}"
         separator = "\t" if suffixes == {".tsv"} else ","
         reader = (
-            f"read_csv({listed}, header = true, delim = {_lit(separator)}, "
+            f"read_csv({listed}, header = true, delim = {quoted(separator)}, "
             f"types = {types}, allow_quoted_nulls = false, "
             f"buffer_size = {CSV_BUFFER_BYTES}, "
             # no BOOLEAN: DuckDB's takes yes/no and t/f too (see _csv_booleans)
@@ -363,7 +288,7 @@ def _write_raw(
                 if any(n in present for n in drop)
                 else ""
             )
-        con.execute(f"COPY (SELECT *{dropped} FROM {reader}) TO {_lit(out)} {_PARQUET}")
+        con.execute(f"COPY (SELECT *{dropped} FROM {reader}) TO {quoted(out)} {_PARQUET}")
     except duckdb.Error as exc:
         raise InputError(f"cannot read {describe_files(files)}: {first_line(exc)}") from None
 
@@ -387,7 +312,7 @@ def _cast(column: str, source: str, target: Any) -> str:
     if source == duck or (duck == "TIMESTAMP" and source.startswith("TIMESTAMP")):
         return column
     if source == "VARCHAR":
-        text = f"trim({column}, {_lit(_WHITESPACE)})"
+        text = f"trim({column}, {quoted(_WHITESPACE)})"
         if duck == "BOOLEAN":
             lowered = f"lower({text})"
             return (
@@ -434,7 +359,7 @@ def _checks(name: str, column: Any, kind: str) -> list[tuple[str, str]]:
         elif check.name == "str_matches":
             pattern = str(stats["pattern"])
             pattern = pattern if pattern.startswith("^") else f"^{pattern}"
-            found.append((check.error, f"NOT regexp_matches({col}, {_lit(pattern)})"))
+            found.append((check.error, f"NOT regexp_matches({col}, {quoted(pattern)})"))
         else:
             raise InputError(
                 f"[ingest.engine] the duckdb engine cannot run check {check.error} on column "
@@ -497,7 +422,7 @@ def _types(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, str]:
     return {name: str(kind) for name, kind in zip(relation.columns, relation.types, strict=True)}
 
 
-def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
+def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
     row = con.execute(sql).fetchone()
     return None if row is None else row[0]
 
@@ -506,12 +431,12 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _lit(value: object) -> str:
+def quoted(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
 def _values(words: list[str]) -> str:
-    return ", ".join(_lit(w) for w in words)
+    return ", ".join(quoted(w) for w in words)
 
 
 def _number(value: object) -> str:
@@ -525,4 +450,4 @@ def _literal(value: object) -> str:
         return "TRUE" if value else "FALSE"
     if isinstance(value, int | float):
         return repr(value)
-    return _lit(value)
+    return quoted(value)
