@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from mallard import warehouse
+from mallard.core.errors import InputError
 from mallard.examples import spec_text, write_example, write_housing_csv
 from mallard.flows.train import train
 from mallard.flows.training_rows import Positions, gathered_rows
@@ -206,3 +207,22 @@ def test_a_cli_run_on_disk_gathers_only_the_sample_and_the_holdout(tmp_path: Pat
         warehouse.query(db, "SELECT params FROM ml.models WHERE candidate = 'ridge'")["params"][0]
     )
     assert params["alpha"] in (0.1, 10.0)
+
+
+def test_a_missing_split_column_on_disk_fails_as_in_memory(tmp_path: Path) -> None:
+    """The split is drawn before the rows are gathered: the same user error, nothing stored."""
+    messages = {}
+    for engine in ("polars", "duckdb"):
+        spec = _housing(tmp_path, engine, rows=300)
+        text = spec.read_text(encoding="utf-8").replace(
+            'strategy = "random"', 'strategy = "group"\ncolumn = "street"'
+        )
+        spec.write_text(text, encoding="utf-8")
+        db = tmp_path / f"{engine}.duckdb"
+        with pytest.raises(InputError) as failed:
+            train(spec, warehouse_file=db)
+        messages[engine] = str(failed.value)
+        assert warehouse.query(db, "SELECT count(*) AS n FROM ml.models")["n"].item() == 0
+    assert (
+        messages["duckdb"] == messages["polars"] == "[split.column] no column 'street' in the data"
+    )

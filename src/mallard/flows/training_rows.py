@@ -24,13 +24,17 @@ import numpy as np
 import polars as pl
 from prefect import get_run_logger
 
-from mallard.core.errors import InputError
 from mallard.core.spec import FeaturesSection, Spec
 from mallard.flows import steps
 from mallard.flows.inputs import checked_input
 from mallard.flows.out_of_core import OnDisk, ingest_engine, validated_on_disk
 from mallard.flows.run_record import RecordedRun
-from mallard.tasks.features import Features, target_values
+from mallard.tasks.features import (
+    Features,
+    no_split_column,
+    no_target_column,
+    target_values,
+)
 from mallard.tasks.plan import not_features, split_column
 from mallard.tasks.sample import labelled_sample, training_sample
 from mallard.tasks.split import Split
@@ -159,9 +163,9 @@ def _split_values(spec: Spec, path: str) -> tuple[np.ndarray, np.ndarray | None,
     assert target is not None  # supervised
     present = pl.scan_parquet(path).collect_schema().names()
     if target not in present:
-        raise InputError(f"the data has no target column '{target}'")
+        raise no_target_column(target)
     if key is not None and key not in present:
-        raise InputError(f"[split.column] no column '{key}' in the data")
+        raise no_split_column(key)
     frame = pl.read_parquet(path, columns=[target] if key is None else [target, key])
     y = target_values(frame[target], spec.pipeline.task)
     return y, None if key is None else frame[key].to_numpy(), frame.height

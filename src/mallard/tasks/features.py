@@ -60,7 +60,7 @@ def prepare_features(
     split_key = None
     if split_column is not None:
         if split_column not in frame.columns:
-            raise InputError(f"[split.column] no column '{split_column}' in the data")
+            raise no_split_column(split_column)
         split_key = frame[split_column].to_numpy()
     missing = [name for name in audit_columns if name not in frame.columns]
     if missing:
@@ -70,7 +70,7 @@ def prepare_features(
     y = None
     if target is not None:
         if target not in frame.columns:
-            raise InputError(f"the data has no target column '{target}'")
+            raise no_target_column(target)
         y = target_values(frame[target], task)
         frame = frame.drop(target)
     X = _model_ready(frame.drop([c for c in exclude if c in frame.columns]))
@@ -87,6 +87,14 @@ def prepare_features(
         audit=audit,
         source_rows=source_rows,
     )
+
+
+def no_target_column(name: str) -> InputError:
+    return InputError(f"the data has no target column '{name}'")
+
+
+def no_split_column(name: str) -> InputError:
+    return InputError(f"[split.column] no column '{name}' in the data")
 
 
 def scoring_features(
