@@ -253,7 +253,9 @@ def markdown(results: dict[str, tuple[Table, Scores]], seeds: int) -> str:
         "without their target), scored from the scored file; the references are fitted on the "
         "same 85 % rows and scored on the same 15 %. The dummy column gives its bootstrap 95 % "
         "interval (mean of the per-holdout bounds). Target: mallard ≥ the best reference on "
-        "every table, never below the dummy's interval. s: mallard's three commands, all seeds.",
+        "every table, never below the dummy's interval. The gap to the best reference is the mean "
+        "of the paired per-holdout differences ± their standard error. s: mallard's three "
+        "commands, all seeds.",
         "",
     ]
     columns = [
@@ -276,9 +278,14 @@ def markdown(results: dict[str, tuple[Table, Scores]], seeds: int) -> str:
         v = scores.values
         linear = v.get("RidgeCV") or v["LogisticRegressionCV"]
         ours = float(np.mean(v[MALLARD_COLUMN]))
-        best_ref = float(max(np.mean(linear), np.mean(v["HGB default"])))
+        best_scores = max(linear, v["HGB default"], key=np.mean)
+        best_ref = float(np.mean(best_scores))
         # Equal counts of right rows are a tie, not a miss by a rounding error.
         gap = 0.0 if abs(ours - best_ref) < 1e-9 else ours - best_ref
+        # The same holdouts for both: the paired differences' standard error says whether a
+        # gap is larger than what the choice of holdout rows moves by itself.
+        paired = np.asarray(v[MALLARD_COLUMN]) - np.asarray(best_scores)
+        se = float(np.std(paired, ddof=1) / np.sqrt(len(paired))) if len(paired) > 1 else 0.0
         above_dummy = all(
             m >= low for m, low in zip(v[MALLARD_COLUMN], scores.dummy_low, strict=True)
         )
@@ -291,7 +298,7 @@ def markdown(results: dict[str, tuple[Table, Scores]], seeds: int) -> str:
         lines.append(
             f"| {table.name} | {table.frame.height:,} | {table.task} | {cell(v[MALLARD_COLUMN])} | "
             f"{cell(linear)} | {cell(v['HGB default'])} | {dummy} | "
-            f"{best_ref:.3f} (mallard {gap:+.3f}) | {met} | {picks} | "
+            f"{best_ref:.3f} (mallard {gap:+.3f} ± {se:.3f} se) | {met} | {picks} | "
             f"{scores.seconds:.0f} |"
         )
     unscored = {t.name: s.unscored for t, s in results.values() if s.unscored}

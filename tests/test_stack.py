@@ -22,15 +22,15 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from mallard.cli import app, local_stack
+from mallard.cli import app, postgres
 from mallard.examples import new_rows
 
 runner = CliRunner()
 MALLARD = str(Path(sys.executable).with_name("mallard"))
-NO_POSTGRES = local_stack.find_pg_bin() is None
+NO_POSTGRES = postgres.find_pg_bin() is None
 SKIP_REASON = (
     "PostgreSQL server binaries (initdb, pg_ctl, postgres) are not installed: "
-    f"`{local_stack.INSTALL_HINT}` (or set {local_stack.PG_BIN_ENV})"
+    f"`{postgres.INSTALL_HINT}` (or set {postgres.PG_BIN_ENV})"
 )
 RUN_TIMEOUT_S = 120.0
 SCHEDULE = """
@@ -46,7 +46,7 @@ input = "data/new_houses.csv"
 def test_missing_postgres_is_one_line(
     monkeypatch: pytest.MonkeyPatch, housing_spec: Path, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(local_stack, "find_pg_bin", lambda: None)
+    monkeypatch.setattr(postgres, "find_pg_bin", lambda: None)
     result = runner.invoke(app, ["stack", "up", str(housing_spec), "--dir", str(tmp_path / "s")])
     assert result.exit_code == 2
     assert "apt-get install postgresql" in result.output

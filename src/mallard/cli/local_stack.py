@@ -9,10 +9,7 @@ Everything lives in one state folder (default `.mallard-stack/` in the current d
     prefect/            PREFECT_HOME of the server and the worker
     server.log, worker.log
 
-PostgreSQL refuses to run as root (initdb, pg_ctl and postgres all check). When mallard runs
-as root, the cluster is owned by and runs as an unprivileged user: `postgres` (Debian's
-package creates it) if it exists, else `nobody`, or MALLARD_PG_USER. That user must be able to
-reach the state folder (every parent directory searchable by it).
+PostgreSQL itself (binaries, cluster, the root case): cli/postgres.py.
 
 Stopping: the worker gets SIGINT (measured: `prefect worker` ignores SIGTERM for minutes and
 stops on SIGINT), then SIGKILL if it lingers; the server likewise; PostgreSQL
@@ -24,9 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -37,21 +32,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mallard.cli import postgres
 from mallard.cli.prefect_api import LocalServer, _alive, _stop_process, _wait_healthy
 from mallard.core.errors import StackError
 
 DEFAULT_DIR = Path(".mallard-stack")
 POOL = "mallard"
 WORKER_LIMIT = 2
-DB_USER = "mallard"
-DB_NAME = "prefect"
-PG_BIN_ENV = "MALLARD_PG_BIN"
-PG_USER_ENV = "MALLARD_PG_USER"
-PG_BINARIES = ("initdb", "pg_ctl", "postgres")
-INSTALL_HINT = "apt-get install postgresql"
 SERVER_TIMEOUT_S = 180.0  # a fresh database runs all of Prefect's migrations first
 WORKER_TIMEOUT_S = 90.0
-PG_TIMEOUT_S = 60
 HOSTS = ("127.0.0.1", "0.0.0.0")  # the worker and the health checks use 127.0.0.1 either way
 # Settings of the calling environment that would point the server or the worker elsewhere.
 _PREFECT_OVERRIDES = (
@@ -96,10 +85,6 @@ def state_path(folder: Path) -> Path:
     return folder / "stack.json"
 
 
-def pg_data(folder: Path) -> Path:
-    return folder / "pg" / "data"
-
-
 def read_state(folder: Path) -> StackState | None:
     try:
         data = json.loads(state_path(folder).read_text(encoding="utf-8"))
@@ -115,56 +100,6 @@ def _write_state(state: StackState) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(asdict(state), handle, indent=2)
     tmp.replace(path)
-
-
-def find_pg_bin() -> Path | None:
-    """The folder holding initdb, pg_ctl and postgres: $MALLARD_PG_BIN, else where pg_ctl on
-    PATH really lives, else Debian's /usr/lib/postgresql/<newest>/bin (not on PATH there)."""
-    if os.environ.get(PG_BIN_ENV):  # the user's choice: no fallback behind their back
-        chosen = Path(os.environ[PG_BIN_ENV])
-        return chosen if all(os.access(chosen / n, os.X_OK) for n in PG_BINARIES) else None
-    candidates: list[Path] = []
-    on_path = shutil.which("pg_ctl")
-    if on_path:
-        candidates.append(Path(on_path).resolve().parent)
-        candidates.append(Path(on_path).parent)
-    debian = Path("/usr/lib/postgresql")
-    if debian.is_dir():
-        versions = [p for p in debian.iterdir() if p.name.isdigit()]
-        candidates += [p / "bin" for p in sorted(versions, key=lambda p: int(p.name), reverse=True)]
-    for folder in candidates:
-        if all(os.access(folder / name, os.X_OK) for name in PG_BINARIES):
-            return folder
-    return None
-
-
-def require_pg_bin() -> Path:
-    found = find_pg_bin()
-    if found is None:
-        raise StackError(
-            "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH or in "
-            f"/usr/lib/postgresql/*/bin: install them with `{INSTALL_HINT}` (Debian/Ubuntu), "
-            f"or set {PG_BIN_ENV} to the folder that holds them"
-        )
-    return found
-
-
-def pg_user() -> str | None:
-    """Who runs PostgreSQL: None (this user) unless we are root, who PostgreSQL refuses."""
-    if os.geteuid() != 0:
-        return None
-    chosen = os.environ.get(PG_USER_ENV)
-    for name in filter(None, (chosen, "postgres", "nobody")):
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            if name == chosen:
-                raise StackError(f"{PG_USER_ENV}={chosen}: no such user") from None
-            continue
-        return name
-    raise StackError(
-        f"running as root, and no unprivileged user to run PostgreSQL: set {PG_USER_ENV}"
-    )
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -194,158 +129,14 @@ def pick_port(explicit: int | None, what: str, preferred: int = 0, host: str = "
     raise StackError(f"no free port on {host} for {what}")
 
 
-def postmaster_pid(folder: Path) -> int | None:
-    """PostgreSQL's main process, from postmaster.pid, if it is alive."""
-    try:
-        pid = int((pg_data(folder) / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if _alive(pid) else None
-
-
 def running_parts(state: StackState) -> dict[str, int]:
     """Name -> pid of the stack's processes that are alive."""
     parts = {
         "worker": state.worker_pid,
         "server": state.server_pid,
-        "postgres": postmaster_pid(Path(state.dir)) or 0,
+        "postgres": postgres.postmaster_pid(Path(state.dir)) or 0,
     }
     return {name: pid for name, pid in parts.items() if pid and _alive(pid)}
-
-
-# ---------------------------------------------------------------- PostgreSQL
-
-
-def _as_pg_user(user: str | None) -> dict[str, Any]:
-    """subprocess arguments that run a command as `user` (root only)."""
-    if user is None:
-        return {}
-    entry = pwd.getpwnam(user)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-
-
-def _run_pg(command: list[str], user: str | None, cwd: Path, what: str) -> str:
-    done = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        start_new_session=True,  # postgres outlives this command and its terminal
-        check=False,
-        **_as_pg_user(user),
-    )
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines() or ["(no output)"]
-        raise StackError(f"{what} failed: {lines[-1]}")
-    return done.stdout
-
-
-def _init_cluster(folder: Path, pg_bin: Path, user: str | None, password: str) -> None:
-    pg = folder / "pg"
-    for sub in (pg, pg / "run"):
-        sub.mkdir(parents=True, exist_ok=True)
-        sub.chmod(0o700)
-        if user is not None:
-            entry = pwd.getpwnam(user)
-            os.chown(sub, entry.pw_uid, entry.pw_gid)
-    if user is not None:
-        reach = subprocess.run(["test", "-w", str(pg)], check=False, **_as_pg_user(user))
-        if reach.returncode != 0:
-            raise StackError(
-                f"running as root, PostgreSQL runs as user {user}, who cannot reach {pg}: "
-                "use a --dir whose parent folders it can search (e.g. under /srv or /tmp), "
-                f"or set {PG_USER_ENV}"
-            )
-    if (pg_data(folder) / "PG_VERSION").exists():
-        return
-    pwfile = pg / "initdb-password"
-    pwfile.write_text(password + "\n", encoding="utf-8")
-    pwfile.chmod(0o600)
-    if user is not None:
-        entry = pwd.getpwnam(user)
-        os.chown(pwfile, entry.pw_uid, entry.pw_gid)
-    try:
-        _run_pg(
-            [
-                str(pg_bin / "initdb"),
-                "-D",
-                str(pg_data(folder)),
-                "-U",
-                DB_USER,
-                "--auth=scram-sha-256",
-                f"--pwfile={pwfile}",
-                "-E",
-                "UTF8",
-                "--no-locale",
-                "--no-instructions",
-            ],
-            user,
-            pg,
-            "initdb",
-        )
-    finally:
-        pwfile.unlink(missing_ok=True)
-
-
-def _socket_dir(folder: Path) -> str:
-    """The unix socket folder, or '' (TCP only) when the path is too long for a socket."""
-    run = (folder / "pg" / "run").resolve()
-    return str(run) if len(str(run)) + len("/.s.PGSQL.65535") < 100 else ""
-
-
-def _start_postgres(folder: Path, pg_bin: Path, user: str | None, port: int) -> None:
-    options = f"-p {port} -h 127.0.0.1 -k {shlex.quote(_socket_dir(folder))}"
-    _run_pg(
-        [
-            str(pg_bin / "pg_ctl"),
-            "-D",
-            str(pg_data(folder)),
-            "-l",
-            str(folder / "pg" / "postgres.log"),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            str(PG_TIMEOUT_S),
-            "start",
-        ],
-        user,
-        folder / "pg",
-        f"starting PostgreSQL (see {folder / 'pg' / 'postgres.log'})",
-    )
-
-
-def stop_postgres(folder: Path, pg_bin: Path, user: str | None) -> None:
-    if postmaster_pid(folder) is None:
-        return
-    _run_pg(
-        [str(pg_bin / "pg_ctl"), "-D", str(pg_data(folder)), "-m", "fast", "-w", "stop"],
-        user,
-        folder / "pg",
-        "pg_ctl stop",
-    )
-
-
-def _create_database(port: int, password: str) -> None:
-    import asyncio
-
-    import asyncpg
-
-    async def create() -> None:
-        conn = await asyncpg.connect(
-            host="127.0.0.1", port=port, user=DB_USER, password=password, database="postgres"
-        )
-        try:
-            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DB_NAME):
-                await conn.execute(f"CREATE DATABASE {DB_NAME}")
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-
-
-def database_url(port: int, password: str) -> str:
-    return f"postgresql+asyncpg://{DB_USER}:{password}@127.0.0.1:{port}/{DB_NAME}"
 
 
 # ---------------------------------------------------------------- Prefect server and worker
@@ -472,7 +263,7 @@ def up(
 ) -> StackState:
     """Start PostgreSQL, the Prefect server and a worker; register `planned` on the pool."""
     folder = folder.resolve()
-    pg_bin = require_pg_bin()
+    pg_bin = postgres.require_pg_bin()
     previous = read_state(folder)
     if previous is not None and running_parts(previous):
         alive = ", ".join(f"{k} PID {v}" for k, v in running_parts(previous).items())
@@ -480,11 +271,12 @@ def up(
             f"a stack is already up in {folder} ({alive}): "
             f"`mallard stack down --dir {folder}` first"
         )
-    if postmaster_pid(folder) is not None:
-        raise StackError(f"a PostgreSQL server already runs on {pg_data(folder)}: stop it first")
+    if postgres.postmaster_pid(folder) is not None:
+        data = postgres.pg_data(folder)
+        raise StackError(f"a PostgreSQL server already runs on {data}: stop it first")
     if host not in HOSTS:
         raise StackError(f"--host {host}: use 127.0.0.1 (this machine) or 0.0.0.0 (all machines)")
-    user = pg_user()
+    user = postgres.pg_user()
     server_port = pick_port(port, "the Prefect server", preferred_port, host)
     db_port = pick_port(pg_port, "PostgreSQL")
     if db_port == server_port:
@@ -496,14 +288,15 @@ def up(
     t0 = time.monotonic()
     started: list[tuple[str, int]] = []
     try:
-        _init_cluster(folder, pg_bin, user, password)
-        _start_postgres(folder, pg_bin, user, db_port)
-        _create_database(db_port, password)
+        postgres.init_cluster(folder, pg_bin, user, password)
+        postgres.start_postgres(folder, pg_bin, user, db_port)
+        postgres.create_database(db_port, password)
         timings["postgres"] = time.monotonic() - t0
         say(f"PostgreSQL up on 127.0.0.1:{db_port} ({timings['postgres']:.1f} s)")
 
         t = time.monotonic()
-        server_pid = _start_server(folder, host, server_port, database_url(db_port, password))
+        db_url = postgres.database_url(db_port, password)
+        server_pid = _start_server(folder, host, server_port, db_url)
         started.append(("server", server_pid))
         server = LocalServer(server_pid, server_port, folder / "prefect")
         if not _wait_healthy(server, timeout_s=SERVER_TIMEOUT_S):
@@ -534,7 +327,7 @@ def up(
         for _, pid in reversed(started):
             _stop_process(pid)
         with contextlib.suppress(StackError):
-            stop_postgres(folder, pg_bin, user)
+            postgres.stop_postgres(folder, pg_bin, user)
         raise
     timings["total"] = time.monotonic() - t0
     state = StackState(
@@ -581,7 +374,7 @@ def down(folder: Path, purge: bool = False) -> tuple[StackState | None, list[str
     folder = folder.resolve()
     state = read_state(folder)
     parts = running_parts(state) if state is not None else {}
-    pg_alive = postmaster_pid(folder)
+    pg_alive = postgres.postmaster_pid(folder)
     if not parts and pg_alive is None:
         if purge and folder.exists():
             _purge(folder)
@@ -601,9 +394,9 @@ def down(folder: Path, purge: bool = False) -> tuple[StackState | None, list[str
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
     if pg_alive is not None:
-        pg_bin = Path(state.pg_bin) if state is not None else require_pg_bin()
-        user = state.pg_user if state is not None else pg_user()
-        stop_postgres(folder, pg_bin, user)
+        pg_bin = Path(state.pg_bin) if state is not None else postgres.require_pg_bin()
+        user = state.pg_user if state is not None else postgres.pg_user()
+        postgres.stop_postgres(folder, pg_bin, user)
         stopped.append(f"postgres (PID {pg_alive})")
     if purge:
         _purge(folder)
@@ -611,6 +404,6 @@ def down(folder: Path, purge: bool = False) -> tuple[StackState | None, list[str
 
 
 def _purge(folder: Path) -> None:
-    if not state_path(folder).exists() and not pg_data(folder).exists():
+    if not state_path(folder).exists() and not postgres.pg_data(folder).exists():
         raise StackError(f"{folder} holds no mallard stack: not removing it")
     shutil.rmtree(folder)

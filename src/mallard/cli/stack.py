@@ -1,5 +1,6 @@
 """`mallard stack up|down|status`: PostgreSQL, a Prefect server on it, a process work pool with
-one worker, and a spec's scheduled deployments, on this machine (see cli/local_stack.py)."""
+one worker, and a spec's scheduled deployments, on this machine (the processes:
+cli/local_stack.py; PostgreSQL: cli/postgres.py)."""
 
 from __future__ import annotations
 
@@ -50,12 +51,12 @@ def up(
     ] = "127.0.0.1",
 ) -> None:
     """Start PostgreSQL, a Prefect server on it and a worker, and register the spec's crons."""
-    from mallard.cli import local_stack
+    from mallard.cli import local_stack, postgres
     from mallard.core.config import prefect_port, warehouse_path
     from mallard.core.errors import InputError
     from mallard.flows.serve import deployments
 
-    local_stack.require_pg_bin()  # before the slow imports and the spec checks
+    postgres.require_pg_bin()  # before the slow imports and the spec checks
     loaded = checked_spec(spec.resolve())  # absolute: the worker's runs start elsewhere
     planned = deployments(loaded, warehouse_path(warehouse).resolve())
     if not planned:
@@ -71,7 +72,7 @@ def up(
     )
     _say(f"stack up in {state.dir} ({state.timings_s['total']:.1f} s):")
     _say(
-        f"  PostgreSQL   127.0.0.1:{state.pg_port}, data {local_stack.pg_data(Path(state.dir))}"
+        f"  PostgreSQL   127.0.0.1:{state.pg_port}, data {postgres.pg_data(Path(state.dir))}"
         + (f", runs as user {state.pg_user}" if state.pg_user else "")
     )
     _say(f"  server       PID {state.server_pid}, log {Path(state.dir) / 'server.log'}")
