@@ -1,26 +1,9 @@
 """Draft a pipeline spec from a data file (`mallard init`): infer a schema and a task from a
 sample, then render a commented TOML spec that runs as is.
 
-Inference rules, per column of the sample (the first `SAMPLE_ROWS` rows):
+Inference rules, on the sample (the first `SAMPLE_ROWS` rows):
 
-- dtype: what the values parse as, the way the validator will cast them. Polars' own types
-  (bool, int, float, Parquet date/datetime) are kept. A text column becomes
-  bool (only "true"/"false"), date (ISO ``YYYY-MM-DD``), datetime (ISO date and time without a UTC
-  offset) or int/float when at least `MIN_PARSED_SHARE` of its values parse that way; the rest of
-  its values will be quarantine rows (said in a comment). Otherwise it stays "str".
-- nullable: false when the sample has no missing value in the column, else true.
-- ge = 0 for int/float columns whose sample minimum is >= 0: zero, not the observed minimum, so new
-  data a little outside the sample's range is not quarantined. No other bounds are set.
-- isin: text columns with at most `MAX_CATEGORIES` distinct values, and a classification target's
-  classes. A value seen in fewer than `ISIN_MIN_SHARE` of the sample's rows (and at least
-  `ISIN_MIN_ROWS`) is left out, so a typo or a deliberately bad value ("maybe" among yes/no) is
-  quarantined rather than made allowed; unless such rare values together hold more than
-  `ISIN_MAX_RARE_SHARE` of the rows (a long tail, not errors), then every value is allowed.
-- role: the target; else dropped (listed in [features] drop, with the reason in a comment) when
-  ID-like (int/text named like an ID with more than `MAX_CATEGORIES` distinct values, text that is
-  different in every row, or consecutive unique integers: a row number), empty, a single value,
-  a type the pipeline cannot use, or timestamps with a UTC offset; else a feature. Dates and
-  datetimes stay features: the pipeline turns them into days since 1970-01-01.
+- per column (dtype, nullable, ge, isin, role): see columns.py.
 - task (unless given): no target -> clustering; a text or bool target, or whole numbers with at
   most `MAX_CLASS_INTEGERS` distinct values -> classification; other numbers -> regression.
 - classification: stratified split; binary with a minority class under `IMBALANCED_SHARE` ->
@@ -33,64 +16,34 @@ Inference rules, per column of the sample (the first `SAMPLE_ROWS` rows):
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import polars as pl
 
 from mallard.core.errors import InputError
-from mallard.core.spec import ColumnDtype, Task
+from mallard.core.spec import Task
+from mallard.init_spec.columns import (
+    MAX_CATEGORIES,
+    Column,
+    Typed,
+    column_entry,
+    non_negative,
+    quarantine_note,
+    shown,
+    type_of,
+)
 from mallard.init_spec.plan import search_draft
 
 SAMPLE_ROWS = 50_000
 SCHEMA_INFER_ROWS = 10_000
-MAX_CATEGORIES = 20  # text columns with at most this many distinct values get an isin check
 MAX_CLASS_INTEGERS = 10  # a whole-number target with at most this many values is a class label
-MIN_PARSED_SHARE = 0.95  # share of a text column's values that must parse as a number / date
 IMBALANCED_SHARE = 0.2  # binary target whose rarer class is below this share: imbalanced
-ISIN_MIN_SHARE = 0.005  # a text value in fewer rows than this share is not made allowed
-ISIN_MIN_ROWS = 2  # ... nor one seen fewer times than this
-ISIN_MAX_RARE_SHARE = 0.02  # rare values holding more of the rows than this: a long tail, kept
 AGGLOMERATIVE_MAX_ROWS = 10_000  # agglomerative clustering needs memory quadratic in the rows
 DEFAULT_MAX_INVALID = 0.05
 RARE_CLASS_ROWS = 10
 TASKS: tuple[Task, ...] = ("regression", "classification", "clustering")
 TEXT_SUFFIXES = {".csv": ",", ".txt": ",", ".tsv": "\t"}
-
-Role = Literal["target", "feature", "drop"]
-
-_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
-_ISO_DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$"
-_ISO_DATETIME_OFFSET = (
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?\s*(Z|[+-]\d{2}:?\d{2})$"
-)
-_ID_NAME = re.compile(r"(^|[_\-\s.])(id|uuid|guid)$")
-_CAMEL_ID = re.compile(r"[a-z0-9](Id|ID)$")
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column as the spec will declare it."""
-
-    name: str
-    dtype: ColumnDtype | None  # None: not declared (a type the validator cannot check)
-    nullable: bool = True
-    ge: float | None = None
-    isin: tuple[str | int | float | bool, ...] | None = None
-    role: Role = "feature"
-    note: str = ""  # why it is dropped, how it is used, what will be quarantined
-    rare: tuple[str, ...] = ()  # text values seen too rarely to be allowed: quarantined
-
-    def checks(self) -> str:
-        parts = []
-        if self.ge is not None:
-            parts.append(f"ge {self.ge:g}")
-        if self.isin is not None:
-            shown = ", ".join(str(v) for v in self.isin[:6])
-            parts.append(f"isin {shown}" + (", …" if len(self.isin) > 6 else ""))
-        return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -113,15 +66,6 @@ class Draft:
     @property
     def dropped(self) -> list[Column]:
         return [c for c in self.columns if c.role == "drop"]
-
-
-@dataclass(frozen=True)
-class _Typed:
-    dtype: ColumnDtype | None
-    values: pl.Series  # the non-null values, cast to the dtype (text stays raw)
-    bad: pl.Series | None = None  # True where a present value will not cast: quarantined rows
-    unusable: str = ""  # a reason to keep the column out of the features
-    example: str = ""  # a value that will not cast, for the comment
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -204,9 +148,9 @@ def infer(
             f"only {frame.height} rows: too few for trustworthy validation and test scores"
         )
 
-    typed = {name: _type_of(frame[name]) for name in frame.columns}
+    typed = {name: type_of(frame[name]) for name in frame.columns}
     columns = {
-        name: _column(name, typed[name], frame[name].null_count(), frame.height)
+        name: column_entry(name, typed[name], frame[name].null_count(), frame.height)
         for name in frame.columns
         if name != target
     }
@@ -258,161 +202,8 @@ def infer(
     )
 
 
-def _type_of(series: pl.Series) -> _Typed:
-    dtype = series.dtype
-    values = series.drop_nulls()
-    if dtype == pl.Null or values.len() == 0:
-        return _Typed("str", values.cast(pl.String), unusable="empty: no value in the sample")
-    if dtype == pl.Boolean:
-        return _Typed("bool", values)
-    if dtype.is_integer():
-        return _Typed("int", values.cast(pl.Int64))
-    if dtype.is_float() or dtype.is_decimal():
-        return _Typed("float", values.cast(pl.Float64))
-    if dtype == pl.Date:
-        return _Typed("date", values)
-    if isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is not None:
-            return _Typed(None, values, unusable=f"{dtype}: time zones are not supported")
-        return _Typed("datetime", values)
-    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
-        return _type_of_text(series.cast(pl.String))
-    return _Typed(None, values, unusable=f"{dtype} values cannot be a feature")
-
-
-def _type_of_text(series: pl.Series) -> _Typed:
-    """The dtype the validator can cast most of the values to (it strips whitespace first)."""
-    text = series.str.strip_chars()
-    present = text.is_not_null()
-    n_present = int(present.sum())
-    lowered = text.str.to_lowercase()
-
-    def accept(parsed: pl.Series) -> bool:
-        return int((present & parsed.fill_null(False)).sum()) >= MIN_PARSED_SHARE * n_present
-
-    def typed(dtype: ColumnDtype, values: pl.Series, parsed: pl.Series) -> _Typed:
-        bad = present & ~parsed.fill_null(False)
-        failing = series.filter(bad)
-        return _Typed(dtype, values, bad, example=_shown(failing[0]) if failing.len() else "")
-
-    is_bool = lowered.is_in(["true", "false"])
-    if accept(is_bool):
-        flags = lowered.filter(is_bool.fill_null(False)) == "true"
-        return typed("bool", flags, is_bool)
-    temporal: tuple[tuple[ColumnDtype, str], ...] = (
-        ("date", _ISO_DATE),
-        ("datetime", _ISO_DATETIME),
-    )
-    for dtype, pattern in temporal:
-        matches = text.str.contains(pattern)
-        if not accept(matches):
-            continue
-        try:  # the validator's own cast: what does not parse here is quarantined there
-            cast = (
-                text.str.to_date(strict=False)
-                if dtype == "date"
-                else text.str.to_datetime(strict=False, time_zone=None)
-            )
-        except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError):
-            continue
-        parsed = matches & cast.is_not_null()
-        if accept(parsed):
-            return typed(dtype, cast.drop_nulls(), parsed)
-    if accept(text.str.contains(_ISO_DATETIME_OFFSET)):
-        return _Typed(
-            "str",
-            series.drop_nulls(),
-            unusable="timestamps with a UTC offset, which the validator cannot cast yet",
-        )
-    numbers = text.cast(pl.Float64, strict=False)
-    is_number = numbers.is_not_null()
-    if n_present and accept(is_number):
-        parsed = text.filter(is_number)
-        whole = not parsed.str.contains(r"[.eE]").any() and bool(
-            (numbers.drop_nulls().drop_nans() == numbers.drop_nulls().drop_nans().round(0)).all()
-        )
-        values = numbers.drop_nulls()
-        if whole and values.is_finite().all():
-            return typed("int", values.cast(pl.Int64), is_number)
-        return typed("float", values, is_number)
-    return _Typed("str", series.drop_nulls())
-
-
-def _column(name: str, typed: _Typed, nulls: int, height: int) -> Column:
-    nullable = nulls > 0
-    quarantined = _quarantine_note(typed)
-    if typed.unusable:
-        return Column(name, typed.dtype, role="drop", note=typed.unusable)
-    id_reason = _id_like(name, typed, nulls, height)
-    if id_reason:
-        return Column(
-            name, typed.dtype, nullable, role="drop", note=_joined(id_reason, quarantined)
-        )
-    if typed.values.n_unique() == 1:
-        value = _shown(typed.values[0])
-        return Column(
-            name, typed.dtype, role="drop", note=f"a single value ({value}) in the sample"
-        )
-    ge, isin, note = None, None, ""
-    rare: tuple[str, ...] = ()
-    if typed.dtype in ("int", "float") and _non_negative(typed.values):
-        ge = 0.0
-    elif typed.dtype == "str":
-        distinct = typed.values.n_unique()
-        if distinct <= MAX_CATEGORIES:
-            isin, rare = _frequent_values(typed.values)
-            if rare:
-                shown = ", ".join(_shown(v) for v in rare)
-                note = f"rare value(s) {shown} left out of isin: those rows are quarantined"
-        else:
-            note = f"text, {distinct} distinct values (one-hot; values in < 5 rows grouped)"
-    elif typed.dtype in ("date", "datetime"):
-        note = f"{typed.dtype}: a feature as days since 1970-01-01"
-    return Column(
-        name, typed.dtype, nullable, ge, isin, "feature", _joined(note, quarantined), rare
-    )
-
-
-def _frequent_values(values: pl.Series) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The values an isin check allows, and the rare ones it leaves out (see the module doc)."""
-    counts = values.value_counts()
-    floor = max(ISIN_MIN_ROWS, math.ceil(ISIN_MIN_SHARE * values.len()))
-    is_rare = counts["count"] < floor
-    rare_rows = int(counts.filter(is_rare)["count"].sum())
-    frequent = counts.filter(~is_rare)[values.name]
-    if rare_rows > ISIN_MAX_RARE_SHARE * values.len() or frequent.len() < 2:
-        return tuple(sorted(values.unique().to_list())), ()
-    return tuple(sorted(frequent.to_list())), tuple(sorted(counts.filter(is_rare)[values.name]))
-
-
-def _id_like(name: str, typed: _Typed, nulls: int, height: int) -> str:
-    if typed.dtype not in ("int", "str"):
-        return ""
-    distinct = typed.values.n_unique()
-    if _looks_like_id(name) and distinct > MAX_CATEGORIES:
-        return f"ID-like (named like an ID or index, {distinct} distinct values)"
-    if nulls or distinct != height or height <= MAX_CATEGORIES:
-        return ""
-    if typed.dtype == "str":
-        return "ID-like (a different text in every row)"
-    steps = typed.values.diff().drop_nulls()
-    if steps.len() and bool((steps == 1).all()):
-        return "ID-like (integers counting up by one: a row number)"
-    return ""
-
-
-def _looks_like_id(name: str) -> bool:
-    lowered = name.strip().lower()
-    return bool(
-        _ID_NAME.search(lowered)
-        or _CAMEL_ID.search(name.strip())
-        or lowered in {"index", "row", "rownum", "row_number"}
-        or lowered.startswith("unnamed:")
-    )
-
-
 def _target(
-    name: str, typed: _Typed, series: pl.Series, task: str | None, notes: list[str]
+    name: str, typed: Typed, series: pl.Series, task: str | None, notes: list[str]
 ) -> tuple[Task, str, Column, str | None]:
     """The task, why, the target's column entry, and the positive class of an imbalanced
     binary target."""
@@ -429,7 +220,7 @@ def _target(
     distinct = values.n_unique()
     if distinct < 2:
         raise InputError(
-            f"target column '{name}' has a single value ({_shown(values[0])}) in the data: "
+            f"target column '{name}' has a single value ({shown(values[0])}) in the data: "
             "there is nothing to learn; choose another --target, or leave it out for clustering"
         )
     numeric = typed.dtype in ("int", "float")
@@ -459,9 +250,9 @@ def _target(
     missing = series.null_count()
     if missing:
         notes.append(f"{missing} rows have no '{name}': they will be quarantined")
-    quarantined = _quarantine_note(typed)
+    quarantined = quarantine_note(typed)
     if resolved == "regression":
-        ge = 0.0 if _non_negative(values) else None
+        ge = 0.0 if non_negative(values) else None
         column = Column(name, typed.dtype, False, ge, None, "target", quarantined)
         return resolved, reason, column, None
 
@@ -488,14 +279,14 @@ def _check_classes(values: pl.Series, folds: int, notes: list[str]) -> None:
     rarest, n = counts[values.name][-1], counts["count"][-1]
     if n < RARE_CLASS_ROWS:
         notes.append(
-            f"class {_shown(rarest)} has only {n} rows: the stratified split and {folds}-fold CV "
+            f"class {shown(rarest)} has only {n} rows: the stratified split and {folds}-fold CV "
             "need several of each class (collect more, or merge rare classes)"
         )
 
 
 def _invalid_budget(
     frame: pl.DataFrame,
-    typed: dict[str, _Typed],
+    typed: dict[str, Typed],
     target: str | None,
     notes: list[str],
     rare: tuple[pl.Series, ...] = (),
@@ -520,28 +311,3 @@ def _invalid_budget(
         f"max_invalid_fraction raised to {budget:g} so the run can go ahead"
     )
     return budget
-
-
-def _quarantine_note(typed: _Typed) -> str:
-    if typed.bad is None or not typed.bad.any():
-        return ""
-    n = int(typed.bad.sum())
-    return f"{n} value(s) such as {typed.example} are not {typed.dtype}: rows quarantined"
-
-
-def _joined(*parts: str) -> str:
-    return "; ".join(part for part in parts if part)
-
-
-def _non_negative(values: pl.Series) -> bool:
-    finite = values.drop_nans() if values.dtype.is_float() else values
-    low = finite.min()
-    return isinstance(low, int | float) and low >= 0
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-# --- rendering ------------------------------------------------------------------------------

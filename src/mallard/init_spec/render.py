@@ -10,13 +10,8 @@ import re
 from pathlib import Path
 
 from mallard.core.spec import Spec, parse_spec
-from mallard.init_spec.infer import (
-    AGGLOMERATIVE_MAX_ROWS,
-    ISIN_MIN_SHARE,
-    MAX_CATEGORIES,
-    Column,
-    Draft,
-)
+from mallard.init_spec.columns import ISIN_MIN_SHARE, MAX_CATEGORIES, Column
+from mallard.init_spec.infer import AGGLOMERATIVE_MAX_ROWS, Draft
 from mallard.init_spec.plan import search_draft
 
 
