@@ -103,7 +103,7 @@ def train(
         tuned = tune_all(spec, fitting, plan, dask)
         evaluation = steps.evaluation_table(context, tuned, row_index=rows.row_index)
         chosen = _choose(run, fitting, plan, tuned)
-        final = _finalized(context, plan, chosen.tuned, rows.final_rows)
+        final = _finalized(context, plan, chosen.tuned, rows)
         registered = steps.register_models(context, [*tuned, *final], lineage=_lineage(spec, run))
         decision = steps.champion_decision(
             context,
@@ -206,23 +206,23 @@ def _choose(run: RecordedRun, context: RunContext, plan: SearchPlan, tuned: list
 
 
 def _finalized(
-    context: RunContext, plan: SearchPlan, best: Tuned, rows: np.ndarray | None
+    context: RunContext, plan: SearchPlan, best: Tuned, rows: TrainingRows
 ) -> list[Tuned]:
-    """The chosen configuration refitted on `rows`: every labelled row, or a seeded sample of
-    [train] max_rows of them (None: the spec turned finalize off). What gets deployed."""
-    if context.split is None or rows is None:
+    """The chosen configuration refitted on `rows.final_rows`: every labelled row, or a seeded
+    sample of [train] max_rows of them (None: the spec turned finalize off). What gets deployed."""
+    if context.split is None or rows.final_rows is None:
         return []
-    split = context.split
-    model = steps.finalize(best, context.features, rows, plan)
+    model = steps.finalize(best, context.features, rows.final_rows, plan)
     threshold = getattr(model, "best_threshold_", best.threshold)
-    labelled = len(split.train) + len(split.validation) + len(split.test)
-    if len(rows) >= labelled:
-        get_run_logger().info("finalize: %s refitted on all %d labelled rows", best.name, len(rows))
+    refit = len(rows.final_rows)
+    if refit >= rows.labelled_rows:
+        get_run_logger().info("finalize: %s refitted on all %d labelled rows", best.name, refit)
     else:
         get_run_logger().info(
-            "finalize: %s refitted on a seeded sample of %d labelled rows (max_rows)",
+            "finalize: %s refitted on a seeded sample of %d of %d labelled rows (max_rows)",
             best.name,
-            len(rows),
+            refit,
+            rows.labelled_rows,
         )
     return [
         replace(

@@ -52,6 +52,7 @@ class TrainingRows:
     split: Split | None  # positions into `features`; None for clustering (every row is used)
     fitting: Split | None  # `split` with train and validation cut to the [train] max_rows sample
     final_rows: np.ndarray | None  # what the deployable refit fits (None: no finalize)
+    labelled_rows: int = 0  # train + validation + test rows of the whole input, before samples
 
 
 def training_rows(spec: Spec, run: RecordedRun) -> TrainingRows:
@@ -73,7 +74,9 @@ def training_rows(spec: Spec, run: RecordedRun) -> TrainingRows:
         return TrainingRows(rows, features, row_index, None, None, None)
     split = _split(spec, features.X.height, features.y, features.split_key)
     fitting, final_rows = _samples(spec, run, split)
-    return TrainingRows(rows, features, row_index, split, fitting, final_rows)
+    return TrainingRows(
+        rows, features, row_index, split, fitting, final_rows, _labelled_rows(split)
+    )
 
 
 def _on_disk(spec: Spec, run: RecordedRun, folder: Path) -> TrainingRows:
@@ -109,7 +112,12 @@ def _on_disk(spec: Spec, run: RecordedRun, folder: Path) -> TrainingRows:
         compact.split(Split(fitting.train, split.validation, split.test)),
         compact.split(fitting),
         None if final_rows is None else compact.of(final_rows),
+        _labelled_rows(split),
     )
+
+
+def _labelled_rows(split: Split) -> int:
+    return len(split.train) + len(split.validation) + len(split.test)
 
 
 @dataclass(frozen=True)
