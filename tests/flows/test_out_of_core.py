@@ -306,9 +306,9 @@ def test_auto_engine_weighs_parquet_by_its_uncompressed_size(tmp_path: Path) -> 
     repetitive.write_parquet(parquet)
     csv = tmp_path / "rows.csv"
     repetitive.head(1000).write_csv(csv)
-    uncompressed = input_bytes(parquet)
+    uncompressed = input_bytes([parquet])
     assert uncompressed > 3 * parquet.stat().st_size
-    assert input_bytes(csv) == csv.stat().st_size
+    assert input_bytes([csv]) == csv.stat().st_size
     between = (parquet.stat().st_size + uncompressed) / 2 / 1e6
     spec = parse_spec(
         '[pipeline]\nname = "p"\ntask = "regression"\ntarget = "price"\n'
@@ -320,4 +320,7 @@ def test_auto_engine_weighs_parquet_by_its_uncompressed_size(tmp_path: Path) -> 
     assert ingest_engine(spec, [csv]) == "polars"
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"not parquet at all")
-    assert input_bytes(broken) == len(b"not parquet at all")  # the reader reports it later
+    assert input_bytes([broken]) == len(b"not parquet at all")  # the reader reports it later
+    # One call for a glob's files: each counted its own way, a broken one by its size.
+    together = input_bytes([broken, parquet, csv])  # a failed footer read first
+    assert together == uncompressed + csv.stat().st_size + len(b"not parquet at all")

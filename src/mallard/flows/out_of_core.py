@@ -34,7 +34,7 @@ def ingest_engine(spec: Spec, files: list[Path] | None) -> str:
     if engine != "auto":
         return engine
     paths = spec.source_files() if files is None else files
-    size = sum(features_sql.input_bytes(p) for p in paths if p.exists())
+    size = features_sql.input_bytes([p for p in paths if p.exists()])
     return "duckdb" if size > spec.ingest.duckdb_above_mb * MB else "polars"
 
 

@@ -4,6 +4,7 @@ data an input file holds (the auto engine's size rule)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -19,24 +20,30 @@ from mallard.spec_sql import (
 from mallard.warehouse.out_of_core import DEFAULT_MEMORY_LIMIT, quoted, scalar, scratch_connection
 
 
-def input_bytes(path: Path) -> int:
-    """How much data `path` holds as rows: a Parquet file's uncompressed column chunks (from
+def input_bytes(paths: Sequence[Path]) -> int:
+    """How much data `paths` hold as rows: a Parquet file's uncompressed column chunks (from
     its footer; a file that is not Parquet counts its size), any other file's size. Parquet
     compresses tables several times over (10M generated housing rows: 136 MB on disk, 501 MB
-    uncompressed, 1.6 GB as CSV), so its file size says little about the memory it needs."""
-    size = path.stat().st_size
-    if path.suffix.lower() != ".parquet":
-        return size
-    con = lock_down(duckdb.connect(":memory:"), allowed_paths=[path])
+    uncompressed, 1.6 GB as CSV), so its file size says little about the memory it needs.
+    One connection reads every footer: a spec's glob may match hundreds of files."""
+    sizes = {path: path.stat().st_size for path in paths}
+    parquet = [path for path in paths if path.suffix.lower() == ".parquet"]
+    if not parquet:
+        return sum(sizes.values())
+    con = lock_down(duckdb.connect(":memory:"), allowed_paths=parquet)
     try:
-        found = con.execute(
-            "SELECT sum(total_uncompressed_size) FROM parquet_metadata($p)", {"p": str(path)}
-        ).fetchall()
-    except duckdb.Error:
-        return size  # not readable as Parquet: the reader will say so, with the file's name
+        for path in parquet:
+            try:
+                found = con.execute(
+                    "SELECT sum(total_uncompressed_size) FROM parquet_metadata($p)",
+                    {"p": str(path)},
+                ).fetchall()
+            except duckdb.Error:
+                continue  # not readable as Parquet: the reader will say so, with the file's name
+            sizes[path] = int(found[0][0] or sizes[path])
     finally:
         con.close()
-    return int(found[0][0] or size)
+    return sum(sizes.values())
 
 
 def features_to_parquet(
