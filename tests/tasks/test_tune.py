@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ from mallard.core.spec import Candidate, FeaturesSection
 from mallard.tasks.families import FAMILIES, Family
 from mallard.tasks.features import Features, prepare_features
 from mallard.tasks.metrics import Target
+from mallard.tasks.model_files import save_model
 from mallard.tasks.tune import CV_COLUMNS, SearchPlan, Tuned, tune_candidate
 
 REGRESSORS = FAMILIES["regression"]
@@ -224,9 +227,14 @@ class PreprocessedInputProbe(RegressorMixin, BaseEstimator):
         return np.full(len(X), self.mean_)
 
 
-def test_preprocessing_is_fitted_inside_each_fold(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("cached", [False, True], ids=["fitted", "shared-by-fold"])
+def test_preprocessing_is_fitted_inside_each_fold(
+    monkeypatch: pytest.MonkeyPatch, cached: bool
+) -> None:
     """A scaler fitted inside a fold centres exactly that fold's training rows. One fitted on all
-    train rows before CV (leaking the held-out fold's statistics) would leave them off centre."""
+    train rows before CV (leaking the held-out fold's statistics) would leave them off centre.
+    Shared between a fold's configurations (larger tables), each fold still has its own."""
+    monkeypatch.setattr("mallard.tasks.tune.CACHE_PREPROCESSING_ROWS", 0 if cached else 10**9)
     monkeypatch.setitem(REGRESSORS, "probe", Family(lambda seed: PreprocessedInputProbe()))
     # the probe records what it sees in this process, so the folds must be fitted here too
     monkeypatch.setattr("mallard.tasks.tune.CORES", 1)
@@ -268,3 +276,38 @@ def test_pure_noise_gives_no_predictive_cv_score() -> None:
     assert tuned.cv_means["r2"] < 0.05
     r2_by_fold = tuned.cv_results.filter(pl.col("metric") == "r2")["value"]
     assert float(r2_by_fold.mean()) < 0.05  # type: ignore[arg-type]
+
+
+def test_sharing_fold_preprocessing_changes_no_score_and_no_model_byte(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The cache only saves work: the same CV rows, the same refitted model file (the sha256
+    `mallard repro` compares), and nothing of the cache left in the model or on disk."""
+    from sklearn.compose import ColumnTransformer
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr("mallard.tasks.tune.CORES", 1)  # the fits counted in this process
+    fits = []
+    fit_transform = ColumnTransformer.fit_transform
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        fits.append(1)
+        return fit_transform(self, *args, **kwargs)
+
+    monkeypatch.setattr(ColumnTransformer, "fit_transform", counted)
+    candidate = Candidate(family="ridge", params={"alpha": [0.1, 10.0, 1000.0]})
+    runs, counts = {}, {}
+    for threshold in (10**9, 0):
+        monkeypatch.setattr("mallard.tasks.tune.CACHE_PREPROCESSING_ROWS", threshold)
+        fits.clear()
+        runs[threshold] = run(candidate, name="ridge")
+        counts[threshold] = len(fits)
+    plain, shared = runs[10**9], runs[0]
+
+    assert counts == {10**9: 3 * 4 + 1, 0: 4 + 1}  # per config and fold, or per fold; + refit
+
+    assert shared.cv_results.equals(plain.cv_results)
+    assert shared.best_params == plain.best_params
+    assert shared.model.get_params()["memory"] is None
+    assert save_model(shared.model).sha256 == save_model(plain.model).sha256
+    assert list(tmp_path.iterdir()) == []  # the cache folder went with the search

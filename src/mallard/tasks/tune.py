@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from math import prod
 from typing import Any
@@ -32,6 +34,7 @@ from mallard.tasks.threads import (
 )
 
 CORES = os.cpu_count() or 1
+CACHE_PREPROCESSING_ROWS = 1_000  # from this many train rows a search shares fold preprocessing
 CV_COLUMNS = {
     "candidate": pl.String,
     "family": pl.String,
@@ -132,9 +135,10 @@ def tune_candidate(
     _widen_each_round(search, candidate.family, len(train_rows))
     # One BLAS/OpenMP thread per candidate while the candidates share the cores; boosting takes
     # the cores the finished ones left (tasks/threads.py).
-    with search_running(), threadpool_limits(limits=1):
+    with search_running(), threadpool_limits(limits=1), _shared_preprocessing(pipeline, X):
         search.fit(X, y, groups=groups)
-        model, threshold = search.best_estimator_, None
+        # The cache folder goes with the search; the model keeps nothing of it.
+        model, threshold = search.best_estimator_.set_params(memory=None), None
         # A constant baseline has no threshold to tune; it stays the plain reference.
         if plan.tune_threshold and plan.target.binary and candidate.family != BASELINE:
             model = TunedThresholdClassifierCV(
@@ -162,6 +166,26 @@ def tune_candidate(
         seconds=time.perf_counter() - started,
         threshold=threshold,
     )
+
+
+@contextmanager
+def _shared_preprocessing(pipeline: Any, X: Any) -> Iterator[None]:
+    """While the search runs, every configuration fitted on the same fold rows shares one fit of
+    the preprocessing (scikit-learn's Pipeline `memory`: the fitted steps before the model,
+    cached on disk by their parameters and rows). The search varies only the model's
+    parameters, so a fold's imputer, encoder, scaler and PCA are the same for all of them.
+    Measured (generated housing, ridge, 7 alphas x 3 folds): at 700k rows a pipeline fit took
+    5.3 s of which the ridge 0.3 s; the grid at 200k rows 27.5 -> 12.9 s, at 4,000 rows
+    0.78 -> 0.41 s, at 500 rows 0.60 -> 0.65 s (hashing the rows costs more than it saves)."""
+    if X.shape[0] < CACHE_PREPROCESSING_ROWS:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="mallard-folds-") as folder:
+        pipeline.set_params(memory=folder)
+        try:
+            yield
+        finally:
+            pipeline.set_params(memory=None)
 
 
 def _widen_each_round(search: Any, family_name: str, n_rows: int) -> None:
