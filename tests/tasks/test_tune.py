@@ -311,3 +311,22 @@ def test_sharing_fold_preprocessing_changes_no_score_and_no_model_byte(
     assert shared.model.get_params()["memory"] is None
     assert save_model(shared.model).sha256 == save_model(plain.model).sha256
     assert list(tmp_path.iterdir()) == []  # the cache folder went with the search
+
+
+def test_a_single_configuration_shares_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One configuration per fold (the dummy baseline, a fixed model) has nothing to share:
+    no cache folder is made, so the rows are neither hashed nor written."""
+    monkeypatch.setattr("mallard.tasks.tune.CACHE_PREPROCESSING_ROWS", 0)
+    made = []
+    folder = tempfile.TemporaryDirectory
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        made.append(kwargs.get("prefix"))
+        return folder(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", recorded)
+    run(Candidate(family="ridge", params={"alpha": [1.0]}))
+    run(Candidate(family="ridge", params={"alpha": [0.1, 1.0, 10.0]}, search="random", n_iter=1))
+    assert made == []
+    run(Candidate(family="ridge", params={"alpha": [0.1, 1.0]}))
+    assert made == ["mallard-folds-"]

@@ -135,7 +135,8 @@ def tune_candidate(
     _widen_each_round(search, candidate.family, len(train_rows))
     # One BLAS/OpenMP thread per candidate while the candidates share the cores; boosting takes
     # the cores the finished ones left (tasks/threads.py).
-    with search_running(), threadpool_limits(limits=1), _shared_preprocessing(pipeline, X):
+    shared = _shared_preprocessing(pipeline, X, _configurations(candidate, grid))
+    with search_running(), threadpool_limits(limits=1), shared:
         search.fit(X, y, groups=groups)
         # The cache folder goes with the search; the model keeps nothing of it.
         model, threshold = search.best_estimator_.set_params(memory=None), None
@@ -169,15 +170,17 @@ def tune_candidate(
 
 
 @contextmanager
-def _shared_preprocessing(pipeline: Any, X: Any) -> Iterator[None]:
+def _shared_preprocessing(pipeline: Any, X: Any, configurations: int) -> Iterator[None]:
     """While the search runs, every configuration fitted on the same fold rows shares one fit of
     the preprocessing (scikit-learn's Pipeline `memory`: the fitted steps before the model,
     cached on disk by their parameters and rows). The search varies only the model's
     parameters, so a fold's imputer, encoder, scaler and PCA are the same for all of them.
     Measured (generated housing, ridge, 7 alphas x 3 folds): at 700k rows a pipeline fit took
     5.3 s of which the ridge 0.3 s; the grid at 200k rows 27.5 -> 12.9 s, at 4,000 rows
-    0.78 -> 0.41 s, at 500 rows 0.60 -> 0.65 s (hashing the rows costs more than it saves)."""
-    if X.shape[0] < CACHE_PREPROCESSING_ROWS:
+    0.78 -> 0.41 s, at 500 rows 0.60 -> 0.65 s (hashing the rows costs more than it saves).
+    One configuration has nothing to share: at 10M rows (a 1M-row sample) the cache's writes
+    took the dummy baseline's search from 22 to 36 s."""
+    if X.shape[0] < CACHE_PREPROCESSING_ROWS or configurations < 2:
         yield
         return
     with tempfile.TemporaryDirectory(prefix="mallard-folds-") as folder:
@@ -186,6 +189,14 @@ def _shared_preprocessing(pipeline: Any, X: Any) -> Iterator[None]:
             yield
         finally:
             pipeline.set_params(memory=None)
+
+
+def _configurations(candidate: Candidate, grid: dict[str, list[Any]]) -> int:
+    """How many configurations the search fits on each fold."""
+    n_configs = prod(len(values) for values in grid.values())
+    if candidate.search in ("random", "halving_random"):
+        return min(candidate.n_iter, n_configs)
+    return n_configs
 
 
 def _widen_each_round(search: Any, family_name: str, n_rows: int) -> None:
