@@ -28,6 +28,16 @@ def uncommented(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [row[0] for row in con.execute(UNCOMMENTED).fetchall()]
 
 
+def column_comments(db: Path, condition: str) -> dict[tuple[str, str], str]:
+    """(table, column) -> comment of the ml columns that meet `condition` (SQL)."""
+    with connect(db) as con:
+        rows = con.execute(
+            "SELECT table_name, column_name, comment FROM duckdb_columns() "
+            f"WHERE schema_name = 'ml' AND {condition}"
+        ).fetchall()
+    return {(table, column): comment for table, column, comment in rows}
+
+
 def test_every_table_view_and_column_of_ml_has_a_comment(db: Path) -> None:
     with connect(db) as con:
         missing = uncommented(con)
@@ -40,14 +50,9 @@ def test_every_table_view_and_column_of_ml_has_a_comment(db: Path) -> None:
 
 
 def test_comments_name_the_split_of_metric_values(db: Path) -> None:
-    with connect(db, read_only=False) as con:
-        rows = con.execute(
-            "SELECT table_name, column_name, comment FROM duckdb_columns() "
-            "WHERE schema_name = 'ml' AND column_name IN "
-            "('value', 'validation_value', 'cv_value', 'best_value', 'model_value')"
-        ).fetchall()
-
-    by_column = {(table, column): comment for table, column, comment in rows}
+    by_column = column_comments(
+        db, "column_name IN ('value', 'validation_value', 'cv_value', 'best_value', 'model_value')"
+    )
     assert "TEST" in by_column[("leaderboard", "value")]
     assert "VALIDATION" in by_column[("leaderboard", "validation_value")]
     assert "TEST" in by_column[("run_summary", "best_value")]
@@ -81,12 +86,8 @@ def test_the_read_copy_keeps_the_comments(db: Path) -> None:
 
 def test_the_training_rows_comments_say_max_rows_caps_the_refit(db: Path) -> None:
     """Migration 8 restates two comments of migrations 6 and 7 (never edited in place)."""
-    with connect(db) as con:
-        rows = con.execute(
-            "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name = "
-            "'ml' AND (table_name, column_name) IN (('models', 'trained_on'), ('runs', "
-            "'train_rows'))"
-        ).fetchall()
-    by_column = {(table, column): comment for table, column, comment in rows}
+    by_column = column_comments(
+        db, "(table_name, column_name) IN (('models', 'trained_on'), ('runs', 'train_rows'))"
+    )
     assert "a seeded sample of [train] max_rows of them" in by_column[("models", "trained_on")]
     assert "importance a seeded sample" in by_column[("runs", "train_rows")]
