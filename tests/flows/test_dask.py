@@ -36,11 +36,20 @@ COMPARED = {
 }
 
 
+BARRIER = Path(__file__).with_name("dask_barrier.py")
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalDask]:
-    # Workers report their task runs to the test's Prefect server, not servers of their own.
-    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
-    with local_dask(tmp_path / "dask", workers=2, env=env) as started:
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    env = {
+        **os.environ,
+        # Workers report their task runs to the test's Prefect server, not servers of their own.
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "MALLARD_TEST_BARRIER": str(barrier),
+    }
+    with local_dask(tmp_path / "dask", workers=2, env=env, preload=[str(BARRIER)]) as started:
         yield started
 
 
@@ -87,6 +96,8 @@ def test_dask_run_equals_local_run_and_uses_both_workers(
     worked = {pids[record["worker"]] for record in stream if record["worker"] in pids}
     assert worked == set(pids.values()) and len(worked) == 2
     assert os.getpid() not in worked
+    # Both workers passed dask_barrier.py: their searches overlapped, none ran in this process.
+    assert {int(p.name) for p in (tmp_path / "barrier").iterdir()} == worked
 
 
 def test_an_address_nobody_answers_at_fails_in_one_line() -> None:

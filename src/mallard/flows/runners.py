@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,10 +100,12 @@ def local_dask(
     workers: int = 2,
     env: Mapping[str, str] | None = None,
     start_seconds: float = 120.0,
+    preload: Sequence[str] = (),
 ) -> Iterator[LocalDask]:
     """Start `dask scheduler` on a free port of 127.0.0.1 and `workers` times `dask worker
     --nthreads 1` in this Python environment; stop exactly those processes on exit. Their output
-    goes to dask-*.log files in `folder`."""
+    goes to dask-*.log files in `folder`. `preload`: more modules or .py files each worker runs
+    before it joins (after mallard's flow code)."""
     folder.mkdir(parents=True, exist_ok=True)
     scheduler_file = folder / "scheduler.json"
     scheduler_file.unlink(missing_ok=True)
@@ -138,7 +140,8 @@ def local_dask(
             # Preloading imports the flow's code before the worker joins: unpickling the
             # first task would otherwise import it in the worker's event loop (~12 CPU-s).
             command = [*dask, "worker", *local, "--nthreads", "1", "--name", f"mallard-{i}"]
-            command += ["--preload", PRELOAD]
+            for module in (PRELOAD, *preload):
+                command += ["--preload", module]
             command += ["--scheduler-file", str(scheduler_file)]
             started.append(_start(command, folder / f"dask-worker-{i}.log", env))
         from distributed import Client
