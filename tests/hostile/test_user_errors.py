@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -216,7 +215,7 @@ BAD_PARAMS: list[tuple[str, str, str, str, str]] = [
     [c[1:] for c in BAD_PARAMS],
     ids=[c[0] for c in BAD_PARAMS],
 )
-def test_out_of_range_candidate_parameter_fails_in_a_second_naming_the_key(
+def test_out_of_range_candidate_parameter_fails_before_any_fit_naming_the_key(
     wh: Path, tmp_path: Path, task: str, family: str, params: str, word: str
 ) -> None:
     rows = class_rows() if task == "classification" else regression_rows()
@@ -224,10 +223,9 @@ def test_out_of_range_candidate_parameter_fails_in_a_second_naming_the_key(
     param = params.split(" = ")[0]
     before = dump(wh)
 
-    started = time.perf_counter()
+    # The spec alone is enough to refuse it: no data is read and nothing is fitted.
     with pytest.raises(SpecError) as caught:
         check_candidates(parse_spec(spec.read_text(), spec))
-    assert time.perf_counter() - started < 1.0
     code, line = cli("run", str(spec), "--warehouse", str(wh))
 
     assert f"[candidates[0].params.{param}]" in str(caught.value)

@@ -212,7 +212,7 @@ def test_a_1x_reader_holding_the_read_copy_never_blocks_two_writes(
         reader.stop()
 
     assert not [r for r in caplog.records if "waiting for" in r.getMessage()]
-    assert max(timings) < 5, timings
+    assert max(timings) < 25, timings  # a blocked write would wait out the 30 s
 
 
 @pytest.mark.slow
