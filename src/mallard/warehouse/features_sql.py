@@ -17,7 +17,8 @@ from mallard.spec_sql import (
     read_only_relation,
     reorders_rows,
 )
-from mallard.warehouse.out_of_core import DEFAULT_MEMORY_LIMIT, quoted, scalar, scratch_connection
+from mallard.warehouse.check_sql import quoted
+from mallard.warehouse.out_of_core import DEFAULT_MEMORY_LIMIT, scalar, scratch_connection
 
 
 def input_bytes(paths: Sequence[Path]) -> int:

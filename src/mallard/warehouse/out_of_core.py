@@ -40,8 +40,9 @@ import duckdb
 import pandera.polars as pa
 import polars as pl
 
-from mallard.core.errors import DataValidationError, InputError, describe_files, first_line
+from mallard.core.errors import InputError, describe_files, first_line
 from mallard.spec_sql import lock_down
+from mallard.warehouse.check_sql import FLOATS, cast_expression, check_conditions, ident, quoted
 
 MEMORY_LIMIT_ENV = "MALLARD_DUCKDB_MEMORY_LIMIT"
 TEMP_DIR_ENV = "MALLARD_DUCKDB_TEMP"  # where the temporary folders go (default: the system's)
@@ -53,29 +54,11 @@ QUARANTINE_SCHEMA = {
     "failure_value": pl.String,
 }
 FINITE_CHECK = "finite"
-_TRUE = ["true", "t", "yes", "y", "1"]
-_FALSE = ["false", "f", "no", "n", "0"]
-_WHITESPACE = " \t\n\r\f\v"
-_DUCKDB_TYPES: dict[Any, str] = {
-    pl.Float64: "DOUBLE",
-    pl.Float32: "FLOAT",
-    pl.Int64: "BIGINT",
-    pl.Int32: "INTEGER",
-    pl.Int16: "SMALLINT",
-    pl.Int8: "TINYINT",
-    pl.UInt64: "UBIGINT",
-    pl.UInt32: "UINTEGER",
-    pl.Boolean: "BOOLEAN",
-    pl.Date: "DATE",
-    pl.String: "VARCHAR",
-}
-_FLOATS = ("DOUBLE", "FLOAT")
 _CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 # DuckDB's CSV reader buffers 32 MB per thread by default and Parquet row groups of 122,880 rows:
 # both too much under a small memory_limit (64MB failed to allocate a 30.5 MiB block).
 CSV_BUFFER_BYTES = 4_000_000
 _PARQUET = "(FORMAT parquet, ROW_GROUP_SIZE 32768)"
-_INTEGERS = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER", "HUGEINT")
 
 
 @dataclass(frozen=True)
@@ -197,26 +180,26 @@ def _validate(
     if all(p.suffix.lower() in _CSV_SUFFIXES for p in files):
         undeclared = [n for n, kind in source_types.items() if n not in text and kind == "VARCHAR"]
         for name in _csv_booleans(con, raw, undeclared):
-            column = _ident(name)
+            column = ident(name)
             casts[name] = f"CASE lower({column}) WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE END"
     checks: list[tuple[str, str, str, str]] = []  # (column, check name, table, failing-row SQL)
     for name, column in declared.items():
         if column.dtype is None or name not in source_types:
             continue
         target = column.dtype.type
-        expr = _cast(_ident(name), source_types[name], target)
-        if expr != _ident(name):
+        expr = cast_expression(ident(name), source_types[name], target)
+        if expr != ident(name):
             casts[name] = expr
             checks.append(
                 (
                     name,
                     f"dtype('{target}')",
                     raw,
-                    f"{_ident(name)} IS NOT NULL AND ({expr}) IS NULL",
+                    f"{ident(name)} IS NOT NULL AND ({expr}) IS NULL",
                 )
             )
     typed_select = ", ".join(
-        f"{casts[n]} AS {_ident(n)}" if n in casts else _ident(n) for n in source_types
+        f"{casts[n]} AS {ident(n)}" if n in casts else ident(n) for n in source_types
     )
     con.execute(
         f"COPY (SELECT file_row_number AS row_index, {typed_select} FROM {raw}) "
@@ -225,14 +208,14 @@ def _validate(
     typed = f"read_parquet({quoted(typed_path)})"
     typed_types = _types(con, f"SELECT * EXCLUDE (row_index) FROM {typed}")
     for name, kind in typed_types.items():
-        if kind in _FLOATS:  # NaN and ±inf, shown as they came in (e.g. "1e400")
-            value = casts.get(name, _ident(name))
+        if kind in FLOATS:  # NaN and ±inf, shown as they came in (e.g. "1e400")
+            value = casts.get(name, ident(name))
             checks.append((name, FINITE_CHECK, raw, f"isnan({value}) OR isinf({value})"))
     for name, column in declared.items():
         if name in typed_types:
             checks += [
                 (name, check, typed, where)
-                for check, where in _checks(name, column, typed_types[name])
+                for check, where in check_conditions(name, column, typed_types[name])
             ]
 
     quarantine = _quarantine(con, checks)
@@ -279,12 +262,12 @@ def _write_raw(
             "cannot read "
             f"{files[0]}: the duckdb engine reads .csv, .tsv and .parquet files (not mixed)"
         )
-    dropped = f" EXCLUDE ({', '.join(_ident(n) for n in drop)})" if drop else ""
+    dropped = f" EXCLUDE ({', '.join(ident(n) for n in drop)})" if drop else ""
     try:
         if drop:
             present = _types(con, f"SELECT * FROM {reader} LIMIT 0")
             dropped = (
-                f" EXCLUDE ({', '.join(_ident(n) for n in drop if n in present)})"
+                f" EXCLUDE ({', '.join(ident(n) for n in drop if n in present)})"
                 if any(n in present for n in drop)
                 else ""
             )
@@ -301,80 +284,10 @@ def _csv_booleans(con: duckdb.DuckDBPyConnection, raw: str, names: list[str]) ->
     if not names:
         return []
     tests = ", ".join(
-        f"coalesce(bool_and(lower({_ident(n)}) IN ('true', 'false')), false)" for n in names
+        f"coalesce(bool_and(lower({ident(n)}) IN ('true', 'false')), false)" for n in names
     )
     row = con.execute(f"SELECT {tests} FROM {raw}").fetchone()
     return [name for name, boolean in zip(names, row or (), strict=True) if boolean]
-
-
-def _cast(column: str, source: str, target: Any) -> str:
-    duck = _duckdb_type(target)
-    if source == duck or (duck == "TIMESTAMP" and source.startswith("TIMESTAMP")):
-        return column
-    if source == "VARCHAR":
-        text = f"trim({column}, {quoted(_WHITESPACE)})"
-        if duck == "BOOLEAN":
-            lowered = f"lower({text})"
-            return (
-                f"CASE WHEN {lowered} IN ({_values(_TRUE)}) THEN TRUE "
-                f"WHEN {lowered} IN ({_values(_FALSE)}) THEN FALSE END"
-            )
-        if duck in _INTEGERS:
-            return _whole_numbers(f"TRY_CAST({text} AS DOUBLE)", duck)
-        return f"TRY_CAST({text} AS {duck})"
-    if duck in _INTEGERS and source in _FLOATS:
-        return _whole_numbers(column, duck)  # "3.0" is a fine integer; 3.5 is not
-    return f"TRY_CAST({column} AS {duck})"
-
-
-def _whole_numbers(as_float: str, duck: str) -> str:
-    return f"CASE WHEN {as_float} = round({as_float}, 0) THEN TRY_CAST({as_float} AS {duck}) END"
-
-
-def _checks(name: str, column: Any, kind: str) -> list[tuple[str, str]]:
-    """(pandera check name, SQL condition of a failing row) for one column, as pandera's Polars
-    backend judges: nulls pass value checks; NaN counts as null for not_nullable and compares
-    above every number (as in Polars, so NaN fails lt/le and passes ge/gt)."""
-    col = _ident(name)
-    found: list[tuple[str, str]] = []
-    if not column.nullable:
-        nan = f" OR isnan({col})" if kind in _FLOATS else ""
-        found.append(("not_nullable", f"{col} IS NULL{nan}"))
-    if column.unique:
-        found.append(
-            (
-                "field_uniqueness",
-                f"{col} IN (SELECT {col} FROM __table__ GROUP BY ALL HAVING count(*) > 1)"
-                f" OR ({col} IS NULL AND (SELECT count(*) FROM __table__ WHERE {col} IS NULL) > 1)",
-            )
-        )
-    for check in column.checks:
-        stats = check.statistics
-        if check.name in _COMPARISONS and set(stats) <= {"min_value", "max_value"}:
-            value = next(iter(stats.values()))
-            found.append((check.error, f"NOT ({col} {_COMPARISONS[check.name]} {_number(value)})"))
-        elif check.name == "isin":
-            allowed = ", ".join(_literal(v) for v in stats["allowed_values"])
-            found.append((check.error, f"{col} NOT IN ({allowed})"))
-        elif check.name == "str_matches":
-            pattern = str(stats["pattern"])
-            pattern = pattern if pattern.startswith("^") else f"^{pattern}"
-            found.append((check.error, f"NOT regexp_matches({col}, {quoted(pattern)})"))
-        else:
-            raise InputError(
-                f"[ingest.engine] the duckdb engine cannot run check {check.error} on column "
-                f"'{name}' (it runs nullable, unique, ge/gt/le/lt, isin and regex); "
-                'use engine = "polars"'
-            )
-    return found
-
-
-_COMPARISONS = {
-    "greater_than_or_equal_to": ">=",
-    "greater_than": ">",
-    "less_than_or_equal_to": "<=",
-    "less_than": "<",
-}
 
 
 def _quarantine(
@@ -385,7 +298,7 @@ def _quarantine(
         index = "file_row_number" if "file_row_number" in table else "row_index"
         condition = where.replace("__table__", table)
         frame = con.sql(
-            f"SELECT {index} AS row_index, {_ident(name)} AS value FROM {table} WHERE {condition}"
+            f"SELECT {index} AS row_index, {ident(name)} AS value FROM {table} WHERE {condition}"
         ).pl()
         if frame.height:
             parts.append(
@@ -408,15 +321,6 @@ def _require_columns(declared: dict[str, Any], source_types: dict[str, str]) -> 
         )
 
 
-def _duckdb_type(target: Any) -> str:
-    if isinstance(target, pl.Datetime) or target == pl.Datetime:
-        return "TIMESTAMP"
-    for polars_type, duck in _DUCKDB_TYPES.items():
-        if target == polars_type:
-            return duck
-    raise InputError(f"[ingest.engine] the duckdb engine cannot cast to {target}")
-
-
 def _types(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, str]:
     relation = con.sql(sql)
     return {name: str(kind) for name, kind in zip(relation.columns, relation.types, strict=True)}
@@ -425,29 +329,3 @@ def _types(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, str]:
 def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
     row = con.execute(sql).fetchone()
     return None if row is None else row[0]
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quoted(value: object) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _values(words: list[str]) -> str:
-    return ", ".join(quoted(w) for w in words)
-
-
-def _number(value: object) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise DataValidationError(f"a range check needs a number, not {value!r}")
-    return f"CAST('{float(value)!r}' AS DOUBLE)"  # 'inf' too
-
-
-def _literal(value: object) -> str:
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    return quoted(value)
