@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
@@ -96,18 +98,58 @@ def test_scored_rows_point_at_their_input_rows(tmp_path: Path, engine: str) -> N
     assert stored["row_index"].to_list() == sorted(scored["row_index"].to_list())
 
 
-def test_a_filter_without_the_row_key_cannot_be_scored(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, "polars", FILTER_WITHOUT_KEY)
+def _refused_in_one_line(done: subprocess.CompletedProcess[str]) -> tuple[int, int]:
+    """The one error line's (rows made, valid rows) of a refused features.sql."""
+    assert done.returncode == 2, done.stderr[-2000:]
+    said = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(said) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    refused = re.fullmatch(
+        r"error: \[features\.sql\] the query made (\d+) rows of (\d+) and does not keep the "
+        r"source's row key: select \* \(or __mallard_row\) so each prediction can be paired "
+        r"with its input row",
+        said[0],
+    )
+    assert refused, said
+    return int(refused[1]), int(refused[2])
+
+
+@pytest.mark.parametrize("engine", ["polars", "duckdb"])
+def test_a_filter_without_the_row_key_is_refused_by_run_before_any_model(
+    tmp_path: Path, engine: str
+) -> None:
+    """Its predictions would carry positions among the kept rows as row_index, pointing an
+    analyst's join at other input rows, and `score` would refuse its model anyway."""
+    spec = _spec(tmp_path, engine, FILTER_WITHOUT_KEY)
     db = tmp_path / "warehouse.duckdb"
+
+    done = _mallard(tmp_path, "run", str(spec), "--warehouse", str(db))
+
+    made, valid = _refused_in_one_line(done)
+    assert 0 < made < valid <= 900  # the rows the filter kept, of the rows validation kept
+    assert warehouse.query(db, "SELECT status FROM ml.runs").rows() == [("failed",)]
+    for table in ("models", "predictions", "metrics", "cv_results"):
+        assert warehouse.query(db, f"SELECT count(*) AS n FROM ml.{table}")["n"].item() == 0
+
+
+def test_a_filter_without_the_row_key_cannot_be_scored(tmp_path: Path) -> None:
+    """A champion trained before `run` refused such a query: score uses its stored [features]."""
+    db = tmp_path / "warehouse.duckdb"
+    spec = _spec(tmp_path, "polars")
     train(spec, warehouse_file=db)
-    housing(300, 13).drop("price").write_csv(tmp_path / "new.csv")
+    with duckdb.connect(str(db)) as con:
+        changed = con.execute(
+            "UPDATE ml.runs SET spec_toml = replace(spec_toml, $kept, $dropped) "
+            "WHERE contains(spec_toml, $kept)",
+            {"kept": FILTER, "dropped": FILTER_WITHOUT_KEY},
+        ).fetchall()
+    assert changed == [(1,)]
+    new = housing(300, 13).drop("price")
+    new.write_csv(tmp_path / "new.csv")
     out = tmp_path / "scored.parquet"
     done = _mallard(
         tmp_path, "score", str(spec), str(tmp_path / "new.csv"), "-o", str(out), "-w", str(db)
     )
-    assert done.returncode == 2, done.stderr[-2000:]
-    said = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert len(said) == 1 and "does not keep the source's row key" in said[0], said
+    _refused_in_one_line(done)
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
     runs = warehouse.query(db, "SELECT flow, status FROM ml.runs ORDER BY started_at")
     assert runs.rows() == [("train", "succeeded"), ("score", "failed")]

@@ -34,6 +34,7 @@ from mallard.tasks.features import (
     no_split_column,
     no_target_column,
     target_values,
+    untraceable_rows,
 )
 from mallard.tasks.plan import not_features, split_column
 from mallard.tasks.sample import labelled_sample, training_sample
@@ -68,8 +69,8 @@ def training_rows(spec: Spec, run: RecordedRun) -> TrainingRows:
         row_index = rows.valid_rows.gather(features.source_rows)
     elif features.X.height == rows.valid.height:
         row_index = rows.valid_rows
-    else:  # features.sql changed the rows and dropped the key: feature rows are numbered
-        row_index = pl.Series(np.arange(features.X.height))
+    else:  # features.sql changed the rows and dropped the key: nothing pairs them with input rows
+        raise untraceable_rows(features.X.height, rows.valid.height)
     if spec.pipeline.task == "clustering":
         return TrainingRows(rows, features, row_index, None, None, None)
     split = _split(spec, features.X.height, features.y, features.split_key)
@@ -83,6 +84,9 @@ def _on_disk(spec: Spec, run: RecordedRun, folder: Path) -> TrainingRows:
     rows = validated_on_disk(spec, run, spec.source_files(), folder, target_optional=False)
     path, protected = featured_rows(spec, rows, folder)
     y, key, n_rows = _split_values(spec, path)
+    keyed = "row_index" in pl.read_parquet_schema(path)
+    if not keyed and n_rows != rows.validated.n_valid:
+        raise untraceable_rows(n_rows, rows.validated.n_valid)
     split = _split(spec, n_rows, y, key)
     fitting, final_rows = _samples(spec, run, split)
     parts = [fitting.train, split.validation, split.test]
@@ -90,13 +94,11 @@ def _on_disk(spec: Spec, run: RecordedRun, folder: Path) -> TrainingRows:
     frame = gathered_rows(path, needed)
     if not protected:
         frame = rows.protect_batch(frame)
-    if "row_index" in frame.columns:
+    if keyed:
         row_index, frame = frame["row_index"].cast(pl.Int64), frame.drop("row_index")
-    elif n_rows == rows.validated.n_valid:  # features.sql kept every row, in order
+    else:  # features.sql kept every row, in order, and dropped the key
         valid = pl.read_parquet(rows.validated.valid_path, columns=["row_index"])["row_index"]
         row_index = valid.cast(pl.Int64).gather(needed)
-    else:
-        row_index = pl.Series(needed.astype(np.int64))
     features = _features(spec, frame, spec.features.model_copy(update={"sql": ""}))
     get_run_logger().info(
         "gather: %d of %d feature rows in memory (train sample, validation, test, refit)",

@@ -97,6 +97,15 @@ def no_split_column(name: str) -> InputError:
     return InputError(f"[split.column] no column '{name}' in the data")
 
 
+def untraceable_rows(made: int, of: int) -> InputError:
+    """features.sql changed the row count and dropped the row key: no result row can be paired
+    with its input row (a stored prediction's row_index, a scored file's keys)."""
+    return InputError(
+        f"[features.sql] the query made {made} rows of {of} and does not keep the source's row "
+        f"key: select * (or {ROW_KEY}) so each prediction can be paired with its input row"
+    )
+
+
 def scoring_features(
     frame: pl.DataFrame, section: FeaturesSection, feature_names: list[str]
 ) -> tuple[pl.DataFrame, np.ndarray | None]:
@@ -108,11 +117,7 @@ def scoring_features(
     if section.sql.strip():
         result, kept = _after_features_sql(frame, section.sql)
         if kept is None and result.height != frame.height:
-            raise InputError(
-                f"[features.sql] the query made {result.height} rows of {frame.height} and does "
-                f"not keep the source's row key: select * (or {ROW_KEY}) so each prediction can "
-                "be paired with its input row"
-            )
+            raise untraceable_rows(result.height, frame.height)
         frame = result
     frame = frame.drop([name for name in section.drop if name in frame.columns])
     missing = [name for name in feature_names if name not in frame.columns]
