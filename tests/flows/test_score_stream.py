@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from mallard import warehouse
 from mallard.core.errors import InputError
@@ -221,8 +222,10 @@ def test_pii_is_protected_in_every_batch(
         results[engine] = (pl.read_parquet(out), stored(wh, "predictions", result.run_id))
         quarantine = stored(wh, "quarantine", result.run_id)
         assert "<pii:redacted>" in quarantine["failure_value"].to_list()
-    assert results["duckdb"][0].equals(results["polars"][0])
-    assert results["duckdb"][1].equals(results["polars"][1])
+    # Batches of 16 rows against one call of 80: the same to the last bit or two (BLAS kernels
+    # may sum a row's products in an order that depends on the batch's shape).
+    for duckdb_frame, polars_frame in zip(results["duckdb"], results["polars"], strict=True):
+        assert_frame_equal(duckdb_frame, polars_frame, check_exact=False, rtol=1e-12, atol=1e-15)
     assert results["duckdb"][0]["email"].str.len_chars().to_list() == [64] * 81  # HMAC hex
 
 
