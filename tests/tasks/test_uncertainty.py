@@ -244,11 +244,13 @@ def test_blockwise_label_metrics_equal_scikit_learns_resample_by_resample(
         {name: counted}, _Fixed(p), np.arange(60), y, target=target, n_boot=300, seed=2
     )[name]
 
-    average = "macro" if len(classes) > 2 or name == "f1_macro" else "binary"
+    # pos_label only where scikit-learn reads it (binary); macro averages every class.
+    binary = len(classes) == 2 and name != "f1_macro"
+    by_label = {"average": "binary", "pos_label": "yes"} if binary else {"average": "macro"}
     reference = {
-        "precision": partial(precision_score, average=average, pos_label="yes", zero_division=0),
-        "recall": partial(recall_score, average=average, pos_label="yes", zero_division=0),
-        "f1": partial(f1_score, average=average, pos_label="yes", zero_division=0),
+        "precision": partial(precision_score, **by_label, zero_division=0),
+        "recall": partial(recall_score, **by_label, zero_division=0),
+        "f1": partial(f1_score, **by_label, zero_division=0),
         "f1_macro": partial(f1_score, average="macro", zero_division=0),
         "balanced_accuracy": balanced_accuracy_score,
     }[name]
