@@ -225,7 +225,9 @@ def test_pii_is_protected_in_every_batch(
     # Batches of 16 rows against one call of 80: the same to the last bit or two (BLAS kernels
     # may sum a row's products in an order that depends on the batch's shape).
     for duckdb_frame, polars_frame in zip(results["duckdb"], results["polars"], strict=True):
-        assert_frame_equal(duckdb_frame, polars_frame, check_exact=False, rtol=1e-12, atol=1e-15)
+        assert_frame_equal(
+            duckdb_frame, polars_frame, check_exact=False, rel_tol=1e-12, abs_tol=1e-15
+        )
     assert results["duckdb"][0]["email"].str.len_chars().to_list() == [64] * 81  # HMAC hex
 
 
