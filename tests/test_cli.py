@@ -74,6 +74,25 @@ def test_runs_lists_the_run(good_warehouse: Path) -> None:
     assert " *" in output and "* promoted to champion" in output  # the marker and its legend
 
 
+def test_runs_are_filtered_by_pipeline_flow_and_status(good_warehouse: Path) -> None:
+    (run_id,) = warehouse.query(good_warehouse, "SELECT run_id FROM ml.runs")["run_id"]
+    before = good_warehouse.read_bytes()
+    w = ["--warehouse", str(good_warehouse)]
+
+    code, output = mallard("runs", *w, "-p", "housing", "--flow", "train", "--status", "succeeded")
+    assert code == 0 and run_id in output
+    assert mallard("runs", *w, "--status", "failed") == (0, "no runs match")
+    assert mallard("runs", *w, "--flow", "score") == (0, "no runs match")
+    # A pipeline no run has is most likely a typo: say which ones there are.
+    for name in ("housng", "x' OR 1=1 --"):
+        code, output = mallard("runs", *w, "--pipeline", name)
+        said = f"error: no pipeline '{name}' in {good_warehouse}; its runs are of: housing"
+        assert code == 2 and said in output and "runs" not in output.replace(said, "")
+    code, output = mallard("runs", *w, "--status", "done")
+    assert code == 2 and "Invalid value for '--status'" in output
+    assert good_warehouse.read_bytes() == before  # listing only reads
+
+
 @pytest.mark.parametrize(
     ("spec_text", "message"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -84,19 +85,51 @@ def demo(
     console.print(f"next: mallard score {escape(str(spec))} {escape(str(new))} -o scored.parquet")
 
 
+class Flow(StrEnum):
+    train = "train"
+    score = "score"
+
+
+class RunStatus(StrEnum):
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    interrupted = "interrupted"  # its process died; the next writer marked it (warehouse/reaper)
+
+
 @app.command()
 @user_errors
 def runs(
     warehouse: WarehouseOption = None,
     limit: Annotated[int, typer.Option(min=1, help="How many recent runs")] = 20,
+    pipeline: Annotated[
+        str | None, typer.Option("--pipeline", "-p", help="Only this pipeline's runs")
+    ] = None,
+    flow: Annotated[Flow | None, typer.Option(help="Only train or score runs")] = None,
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs in this state")] = None,
 ) -> None:
-    """List recent runs, newest first."""
+    """List recent runs, newest first (of one pipeline, flow or state with the options)."""
     import polars as pl
 
     from mallard import warehouse as wh
     from mallard.core.config import warehouse_path
 
-    recent = wh.runs(warehouse_path(warehouse), limit)
+    db = warehouse_path(warehouse)
+    recent = wh.runs(
+        db,
+        limit,
+        pipeline=pipeline,
+        flow=None if flow is None else flow.value,
+        status=None if status is None else status.value,
+    )
+    if recent.is_empty():
+        known = wh.pipelines(db)
+        if pipeline is not None and pipeline not in known:
+            raise InputError(
+                f"no pipeline '{pipeline}' in {db}; its runs are of: {', '.join(known) or 'none'}"
+            )
+        console.print("no runs match" if known else f"no runs yet in {db}")
+        return
     # Compact enough for an 80-column terminal: run ids whole, one cell per idea.
     shown = recent.select(
         "run_id",

@@ -25,19 +25,37 @@ def query(db: Path, sql: str) -> pl.DataFrame:
         return read_only_sql(con, sql, ANALYST)
 
 
-def runs(db: Path, limit: int = 20) -> pl.DataFrame:
-    return query(
+def runs(
+    db: Path,
+    limit: int = 20,
+    *,
+    pipeline: str | None = None,
+    flow: str | None = None,
+    status: str | None = None,
+) -> pl.DataFrame:
+    """The newest `limit` runs, of `pipeline` / `flow` / `status` where given."""
+    return query_params(
         db,
-        f"""
+        """
         SELECT s.run_id, s.pipeline, s.flow, s.status,
                strftime(s.started_at, '%Y-%m-%d %H:%M:%S') AS started, s.seconds,
                s.n_rows, s.n_invalid, s.primary_metric AS metric, s.best_value,
                (l.value_high - l.value_low) / 2 AS best_half_width, s.promoted, s.error
         FROM ml.run_summary AS s
         LEFT JOIN ml.leaderboard AS l ON l.run_id = s.run_id AND l.model_id = s.best_model_id
-        ORDER BY s.started_at DESC LIMIT {int(limit)}
+        WHERE ($pipeline IS NULL OR s.pipeline = $pipeline)
+          AND ($flow IS NULL OR s.flow = $flow)
+          AND ($status IS NULL OR s.status = $status)
+        ORDER BY s.started_at DESC LIMIT $limit
         """,
+        {"pipeline": pipeline, "flow": flow, "status": status, "limit": int(limit)},
     )
+
+
+def pipelines(db: Path) -> list[str]:
+    """Every pipeline name with a run in the warehouse, sorted."""
+    names = query_params(db, "SELECT DISTINCT pipeline FROM ml.runs ORDER BY pipeline", [])
+    return names["pipeline"].to_list()
 
 
 def run_record(db: Path, run_id: str) -> dict[str, Any] | None:
