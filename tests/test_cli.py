@@ -98,6 +98,7 @@ def test_runs_are_filtered_by_pipeline_flow_and_status(good_warehouse: Path) -> 
     [
         ("this is = = not toml", "not valid TOML"),
         ("[pipeline]\nname = 'x'\n", "[pipeline.task] required key is missing"),
+        ("[pipeline]\nnme = 'x'\n", "[pipeline.nme] unknown key; did you mean 'name'?"),
     ],
 )
 def test_bad_spec_is_exit_2_and_writes_nothing(

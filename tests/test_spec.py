@@ -120,6 +120,39 @@ def test_unknown_key_inside_a_candidate(spec_dir: Path) -> None:
     assert "unknown key" in message
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        ("folds = 5", "fold = 5", "[cv.fold] unknown key; did you mean 'folds'?"),
+        (
+            'search = "grid"\nparams = { alpha',
+            'search = "grid"\nparms = { alpha',
+            "[candidates[0].parms] unknown key; did you mean 'params'?",
+        ),
+        (
+            'price    = { dtype = "float", nullable',
+            'price    = { dtype = "float", nulable',
+            "[schema.columns.price.nulable] unknown key; did you mean 'nullable'?",
+        ),
+        (
+            "[split]\n",
+            "[split]\nwhatever = 1\n",
+            "[split.whatever] unknown key (this section takes: strategy, ",
+        ),
+    ],
+)
+def test_an_unknown_key_names_the_key_meant(spec_dir: Path, old: str, new: str, said: str) -> None:
+    message = load_error(spec_dir, edited(old, new))
+
+    assert message.startswith(f"{spec_dir / 'spec.toml'}: {said}"), message
+
+
+def test_an_unknown_top_level_key_lists_the_sections(spec_dir: Path) -> None:
+    message = load_error(spec_dir, SHIPPED + "\n[evaluat]\nprimary_metric = 'rmse'\n")
+
+    assert message.endswith("[evaluat] unknown key; did you mean 'evaluate'?"), message
+
+
 def test_wrong_type(spec_dir: Path) -> None:
     message = load_error(spec_dir, edited("folds = 5", 'folds = "five"'))
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mallard.core.catalogue import DEFAULT_PRIMARY, METRICS
 from mallard.core.errors import SpecError
+from mallard.core.spec_errors import described
 
 Task = Literal["regression", "classification", "clustering"]
 ColumnDtype = Literal["float", "int", "str", "bool", "date", "datetime"]
@@ -359,30 +360,10 @@ def parse_spec(text: str, path: Path, *, check_source: bool = True) -> Spec:
     try:
         spec = Spec.model_validate({**raw, "spec_path": path.resolve(), "spec_toml": text})
     except ValidationError as exc:
-        raise SpecError(f"{path}: {_describe(exc)}") from None
+        raise SpecError(f"{path}: {described(exc, Spec)}") from None
     if check_source:
         _check_source_exists(spec, path)
     return spec
-
-
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        key = _key(error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif error["type"] == "missing":
-            message = "required key is missing"
-        problems.append(f"[{key}] {message}" if key else message)
-    return "; ".join(problems)
-
-
-def _key(loc: tuple[int | str, ...]) -> str:
-    key = ""
-    for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key
 
 
 def _check_source_exists(spec: Spec, path: Path) -> None:
