@@ -74,6 +74,16 @@ def test_runs_lists_the_run(good_warehouse: Path) -> None:
     assert " *" in output and "* promoted to champion" in output  # the marker and its legend
 
 
+@pytest.mark.parametrize("fmt", ["table", "csv"])
+def test_sql_on_a_table_that_is_not_there_names_the_tables(good_warehouse: Path, fmt: str) -> None:
+    code, output = mallard("sql", "SELECT * FROM nope", "-w", str(good_warehouse), "--format", fmt)
+    assert code == 2 and output.startswith("error: query failed: Catalog Error: Table with name")
+    listed = output.split("; the warehouse's tables and views: ", 1)[1].split(", ")
+    assert {"runs", "models", "leaderboard", "predictions", "metrics"} <= set(listed)
+    code, output = mallard("sql", "SELECT nope FROM runs", "-w", str(good_warehouse))
+    assert code == 2 and "tables and views" not in output  # only for a missing table
+
+
 def test_runs_are_filtered_by_pipeline_flow_and_status(good_warehouse: Path) -> None:
     (run_id,) = warehouse.query(good_warehouse, "SELECT run_id FROM ml.runs")["run_id"]
     before = good_warehouse.read_bytes()

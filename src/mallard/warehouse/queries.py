@@ -12,9 +12,10 @@ from typing import Any
 
 import polars as pl
 
+from mallard.core.errors import WarehouseError
 from mallard.spec_sql import ANALYST, SOURCE, read_only_sql
 from mallard.warehouse.connection import connect
-from mallard.warehouse.sandbox import untrusted_connection
+from mallard.warehouse.sandbox import untrusted_connection, with_table_names
 from mallard.warehouse.writes import RUN_TABLES
 
 
@@ -22,7 +23,10 @@ def query(db: Path, sql: str) -> pl.DataFrame:
     """Run an analyst's SQL against the warehouse: reads only (one-line WarehouseError, exit 2,
     for anything else: writes, ATTACH, COPY/EXPORT, host files, extensions, settings)."""
     with untrusted_connection(db) as con:
-        return read_only_sql(con, sql, ANALYST)
+        try:
+            return read_only_sql(con, sql, ANALYST)
+        except WarehouseError as exc:
+            raise with_table_names(con, exc) from None
 
 
 def runs(

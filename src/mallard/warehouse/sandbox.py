@@ -9,12 +9,14 @@ extensions (measured on duckdb 2.0.1; tests/hostile/test_readonly_sql.py tries e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 
+from mallard.core.errors import WarehouseError
 from mallard.spec_sql import lock_down
 from mallard.warehouse.connection import connect
 
@@ -42,3 +44,19 @@ def untrusted_connection(
         yield con
     finally:
         con.close()
+
+
+_NO_SUCH_TABLE = re.compile(r"Catalog Error: Table with name \S+ does not exist")
+
+
+def with_table_names(con: duckdb.DuckDBPyConnection, error: WarehouseError) -> WarehouseError:
+    """`error` with the warehouse's tables and views named when the query named one it has not
+    (DuckDB suggests a single name, and `SHOW TABLES` is not where an analyst looks first)."""
+    if not _NO_SUCH_TABLE.search(str(error)):
+        return error
+    names = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'ml' UNION "
+        "SELECT view_name FROM duckdb_views() WHERE schema_name = 'ml' ORDER BY 1"
+    ).fetchall()
+    listed = ", ".join(name for (name,) in names)
+    return WarehouseError(f"{error}; the warehouse's tables and views: {listed}")

@@ -30,7 +30,7 @@ import polars as pl
 
 from mallard.core.errors import InputError, WarehouseError
 from mallard.spec_sql import ANALYST, failure_message, read_only_relation
-from mallard.warehouse.sandbox import untrusted_connection
+from mallard.warehouse.sandbox import untrusted_connection, with_table_names
 
 ExportFormat = Literal["csv", "json", "parquet"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "json", "parquet")
@@ -96,7 +96,10 @@ def _analyst_connection(db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def _relation(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation:
     """The analyst's SQL as a relation, not yet fetched; anything but a read is refused."""
-    return read_only_relation(con, sql, ANALYST)
+    try:
+        return read_only_relation(con, sql, ANALYST)
+    except WarehouseError as exc:
+        raise with_table_names(con, exc) from None
 
 
 def _failed(exc: duckdb.Error) -> WarehouseError:
