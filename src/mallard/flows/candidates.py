@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prefect import Task, get_run_logger
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner
 
 from mallard.core.catalogue import ENSEMBLES
@@ -85,7 +85,7 @@ def _tune_on(
             for n, c in singles
         ]
     log = get_run_logger().info
-    tuned = [_logged(f.result(), i, len(named), plan.primary, log) for i, f in enumerate(futures)]
+    tuned = resolved(futures, len(named), plan.primary, log)
     if split is not None:
         combined = [
             submit(
@@ -100,11 +100,26 @@ def _tune_on(
             for n, c in named
             if c.family in ENSEMBLES
         ]
-        tuned += [
-            _logged(f.result(), len(singles) + i, len(named), plan.primary, log)
-            for i, f in enumerate(combined)
-        ]
+        tuned += resolved(combined, len(named), plan.primary, log, done_before=len(singles))
     return tuned
+
+
+def resolved(
+    futures: list[PrefectFuture[Tuned]],
+    total: int,
+    primary: str,
+    log: Callable[..., None],
+    done_before: int = 0,
+) -> list[Tuned]:
+    """Each search's result, logged as soon as it finishes (a slow search no longer holds back
+    the lines of those done before it), returned in submission order so the run's rows do not
+    depend on timing. A failed search raises here and fails the flow."""
+    position = {future: i for i, future in enumerate(futures)}
+    results: dict[int, Tuned] = {}
+    for future in as_completed(futures):
+        done = done_before + len(results)
+        results[position[future]] = _logged(future.result(), done, total, primary, log)
+    return [results[i] for i in range(len(futures))]
 
 
 def _logged(result: Tuned, i: int, total: int, primary: str, log: Callable[..., None]) -> Tuned:
