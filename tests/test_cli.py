@@ -84,6 +84,27 @@ def test_sql_on_a_table_that_is_not_there_names_the_tables(good_warehouse: Path,
     assert code == 2 and "tables and views" not in output  # only for a missing table
 
 
+def test_the_leaderboard_shows_another_metric_beside_the_primary_rank(
+    good_warehouse: Path,
+) -> None:
+    w = ["--warehouse", str(good_warehouse)]
+    primary = warehouse.leaderboard(good_warehouse, "housing")
+    code, output = mallard("leaderboard", "housing", "--metric", "mae", *w)
+    assert code == 0 and "(ranked on rmse)" in output and "test mae [95% CI]" in output
+    # Rows in the primary metric's rank order, each with its own mae figure.
+    names = [m.split(":")[-1] for m in primary.sort("rank")["model_id"]]
+    assert [output.index(f" {n} ") for n in names] == sorted(output.index(f" {n} ") for n in names)
+    maes = warehouse.query(
+        good_warehouse, "SELECT value FROM ml.metrics WHERE split = 'test' AND metric = 'mae'"
+    )["value"]
+    assert maes.min() >= 1000  # house prices: shown as 4 significant figures, grouped
+    for value in maes:
+        assert f"{float(f'{value:.4g}'):,.0f} [" in output, value
+
+    code, output = mallard("leaderboard", "housing", "--metric", "f1", *w)
+    assert code == 2 and "has no test figure of 'f1'; it has: mae, mape, r2, rmse" in output
+
+
 def test_runs_are_filtered_by_pipeline_flow_and_status(good_warehouse: Path) -> None:
     (run_id,) = warehouse.query(good_warehouse, "SELECT run_id FROM ml.runs")["run_id"]
     before = good_warehouse.read_bytes()

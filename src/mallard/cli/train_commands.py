@@ -170,17 +170,32 @@ def runs(
 def leaderboard(
     pipeline: Annotated[str | None, typer.Argument(help="Pipeline name")] = None,
     run_id: Annotated[str | None, typer.Option(help="A specific run instead of the latest")] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(help="Show this metric instead (the rank stays the primary metric's)"),
+    ] = None,
     warehouse: WarehouseOption = None,
 ) -> None:
     """Rank the models of a pipeline's latest succeeded run on its primary metric (test split)."""
     from mallard import warehouse as wh
     from mallard.core.config import warehouse_path
 
-    board = wh.leaderboard(warehouse_path(warehouse), pipeline, run_id)
+    db = warehouse_path(warehouse)
+    board = wh.leaderboard(db, pipeline, run_id)
     if board.is_empty():
         what = f"pipeline '{pipeline}'" if pipeline else "any pipeline"
         raise InputError(f"no succeeded run of {what} in the warehouse") from None
-    _print_leaderboard(board, title=f"leaderboard: {board['pipeline'][0]} run {board['run_id'][0]}")
+    title = f"leaderboard: {board['pipeline'][0]} run {board['run_id'][0]}"
+    if metric is None or metric == board["metric"][0]:
+        _print_leaderboard(board, title=title)
+        return
+    shown = wh.run_metric(db, board["run_id"][0], metric)
+    if shown.is_empty():
+        known = ", ".join(wh.run_metrics(db, board["run_id"][0])) or "none"
+        raise InputError(
+            f"--metric: run {board['run_id'][0]} has no test figure of '{metric}'; it has: {known}"
+        )
+    _print_other_metric(board, shown, metric, title)
 
 
 @app.command()
@@ -314,6 +329,29 @@ def _print_leaderboard(board: pl.DataFrame, title: str) -> None:
     else:  # runs from before the selection CV were ranked on validation
         columns.append(_number("validation_value").alias(f"validation {metric} (ranked)"))
     print_frame(board.select(columns), title=title)
+
+
+def _print_other_metric(board: pl.DataFrame, shown: pl.DataFrame, metric: str, title: str) -> None:
+    """`metric` beside the rank of the primary one: on test with its 95 % interval, and the
+    tuning CV's mean ± std."""
+    import polars as pl
+
+    rows = board.select("rank", "model_id", "family").join(shown, on="model_id", how="left")
+    candidate = pl.col("model_id").str.split(":").list.last()
+    print_frame(
+        rows.select(
+            pl.col("rank"),
+            pl.when(candidate == pl.col("family"))
+            .then(candidate)
+            .otherwise(pl.format("{} ({})", candidate, "family"))
+            .alias("model"),
+            pl.format(
+                "{} [{}, {}]", *(_number(c) for c in ("value", "value_low", "value_high"))
+            ).alias(f"test {metric} [95% CI]"),
+            pl.format("{} ± {}", _number("cv_value"), _number("cv_std")).alias(f"cv {metric}"),
+        ),
+        title=f"{title} (ranked on {board['metric'][0]})",
+    )
 
 
 def _number(column: str) -> pl.Expr:

@@ -88,6 +88,34 @@ def leaderboard(db: Path, pipeline: str | None = None, run_id: str | None = None
     )
 
 
+def run_metric(db: Path, run_id: str, metric: str) -> pl.DataFrame:
+    """One metric of every model of `run_id`: on the test split with its bootstrap interval,
+    and over the tuning CV as mean and std (empty when the run has no such test figure)."""
+    return query_params(
+        db,
+        """
+        SELECT t.model_id, t.value, t.ci_low AS value_low, t.ci_high AS value_high,
+               c.value AS cv_value, c.std AS cv_std
+        FROM ml.metrics AS t
+        LEFT JOIN ml.metrics AS c
+          ON c.run_id = t.run_id AND c.model_id = t.model_id AND c.split = 'cv'
+         AND c.metric = t.metric
+        WHERE t.run_id = $run AND t.split = 'test' AND t.metric = $metric
+        """,
+        {"run": run_id, "metric": metric},
+    )
+
+
+def run_metrics(db: Path, run_id: str) -> list[str]:
+    """The metrics `run_id` has test figures of, sorted."""
+    names = query_params(
+        db,
+        "SELECT DISTINCT metric FROM ml.metrics WHERE run_id = ? AND split = 'test' ORDER BY 1",
+        [run_id],
+    )
+    return names["metric"].to_list()
+
+
 def table_counts(db: Path, run_id: str) -> dict[str, int]:
     """Rows stored under `run_id` in each run table (for checks and summaries)."""
     counts = {}
