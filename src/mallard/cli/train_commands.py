@@ -304,14 +304,7 @@ def _print_leaderboard(board: pl.DataFrame, title: str) -> None:
 
     metric = board["metric"][0]
     held_out = board["validation_value"].is_not_null().any()
-    candidate = pl.col("model_id").str.split(":").list.last()
-    columns = [
-        pl.col("rank"),
-        pl.when(candidate == pl.col("family"))
-        .then(candidate)
-        .otherwise(pl.format("{} ({})", candidate, "family"))
-        .alias("model"),
-    ]
+    columns = [pl.col("rank"), _model_cell()]
     if not held_out:
         print_frame(board.select(*columns, _number("value").alias(metric)), title=title)
         return
@@ -337,20 +330,29 @@ def _print_other_metric(board: pl.DataFrame, shown: pl.DataFrame, metric: str, t
     import polars as pl
 
     rows = board.select("rank", "model_id", "family").join(shown, on="model_id", how="left")
-    candidate = pl.col("model_id").str.split(":").list.last()
     print_frame(
         rows.select(
             pl.col("rank"),
-            pl.when(candidate == pl.col("family"))
-            .then(candidate)
-            .otherwise(pl.format("{} ({})", candidate, "family"))
-            .alias("model"),
+            _model_cell(),
             pl.format(
                 "{} [{}, {}]", *(_number(c) for c in ("value", "value_low", "value_high"))
             ).alias(f"test {metric} [95% CI]"),
             pl.format("{} ± {}", _number("cv_value"), _number("cv_std")).alias(f"cv {metric}"),
         ),
         title=f"{title} (ranked on {board['metric'][0]})",
+    )
+
+
+def _model_cell() -> pl.Expr:
+    """The candidate's name, with its family where the name does not say it."""
+    import polars as pl
+
+    candidate = pl.col("model_id").str.split(":").list.last()
+    return (
+        pl.when(candidate == pl.col("family"))
+        .then(candidate)
+        .otherwise(pl.format("{} ({})", candidate, "family"))
+        .alias("model")
     )
 
 
