@@ -15,6 +15,7 @@ from rich.table import Table
 
 from mallard.core.config import WAREHOUSE_ENV
 from mallard.core.errors import MallardError
+from mallard.core.figures import figure
 
 if TYPE_CHECKING:
     import polars as pl
@@ -87,10 +88,8 @@ def print_frame(
 
 
 def cell_text(value: object) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.6g}"
+    if value is None or isinstance(value, float):
+        return figure(value)
     return str(value)
 
 

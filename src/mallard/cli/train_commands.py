@@ -361,12 +361,6 @@ def _number(column: str) -> pl.Expr:
     (10,670 rather than 1.067e+04), '—' when missing."""
     import polars as pl
 
-    return pl.col(column).map_elements(_figure, return_dtype=pl.String).fill_null("—")
+    from mallard.core.figures import MISSING, figure
 
-
-def _figure(value: float) -> str:
-    if value != value:  # NaN
-        return "—"
-    if abs(value) >= 1000:
-        return f"{float(f'{value:.4g}'):,.0f}"
-    return f"{value:.4g}"
+    return pl.col(column).map_elements(figure, return_dtype=pl.String).fill_null(MISSING)

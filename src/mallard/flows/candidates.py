@@ -12,6 +12,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner
 
 from mallard.core.catalogue import ENSEMBLES
+from mallard.core.figures import figure
 from mallard.core.spec import Spec
 from mallard.flows import steps
 from mallard.tasks.context import RunContext
@@ -126,12 +127,12 @@ def _logged(result: Tuned, i: int, total: int, primary: str, log: Callable[..., 
     score = result.cv_means.get(primary, float("nan"))
     extra = "" if result.threshold is None else f", threshold {result.threshold:.3f}"
     log(
-        "tune %d/%d: %s %s = %.4g in %.1f s, best %s%s",
+        "tune %d/%d: %s %s = %s in %.1f s, best %s%s",
         i + 1,
         total,
         result.name,
         primary,
-        score,
+        figure(score),
         result.seconds,
         result.best_params,
         extra,

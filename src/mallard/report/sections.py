@@ -10,6 +10,7 @@ from datetime import datetime
 
 import polars as pl
 
+from mallard.core.figures import figure
 from mallard.report import plots
 from mallard.report.data import ReportData
 
@@ -43,9 +44,7 @@ def cell(value: object) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        # Four significant digits, but never exponent notation for everyday magnitudes such as
-        # an RMSE of 10,670 (".4g" would print 1.067e+04).
-        return f"{value:,.1f}" if 1e4 <= abs(value) < 1e15 else f"{value:.4g}"
+        return figure(value)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
     return str(value)

@@ -11,6 +11,7 @@ from datetime import datetime
 import polars as pl
 
 from mallard.core.catalogue import greater_is_better
+from mallard.core.figures import figure
 
 CHAMPION = "champion"
 
@@ -77,17 +78,20 @@ def decide(
     improvement = decision.improvement
     assert improvement is not None
     if improvement > 0 and improvement >= min_improvement:
-        reason = f"beats the champion on test {metric} by {improvement:.4g} (≥ {min_improvement:g})"
+        reason = (
+            f"beats the champion on test {metric} by {figure(improvement)} (≥ {min_improvement:g})"
+        )
         return verdict(True, reason)
     if improvement <= 0:
         return verdict(
             False,
             f"does not beat the champion on test {metric} "
-            f"({model_value:.6g} vs {champion_value:.6g})",
+            f"({model_value:.6g} vs {champion_value:.6g})",  # digits enough to differ
         )
     return verdict(
         False,
-        f"test {metric} improvement {improvement:.4g} is below the required {min_improvement:g}",
+        f"test {metric} improvement {figure(improvement)} is below the required "
+        f"{min_improvement:g}",
     )
 
 
