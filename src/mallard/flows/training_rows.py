@@ -83,8 +83,9 @@ def training_rows(spec: Spec, run: RecordedRun) -> TrainingRows:
 def _on_disk(spec: Spec, run: RecordedRun, folder: Path) -> TrainingRows:
     rows = validated_on_disk(spec, run, spec.source_files(), folder, target_optional=False)
     path, protected = featured_rows(spec, rows, folder)
-    y, key, n_rows = _split_values(spec, path)
-    keyed = "row_index" in pl.read_parquet_schema(path)
+    present = pl.scan_parquet(path).collect_schema().names()
+    y, key, n_rows = _split_values(spec, path, present)
+    keyed = "row_index" in present
     if not keyed and n_rows != rows.validated.n_valid:
         raise untraceable_rows(n_rows, rows.validated.n_valid)
     split = _split(spec, n_rows, y, key)
@@ -167,11 +168,13 @@ def gathered_rows(path: str, positions: np.ndarray) -> pl.DataFrame:
     )
 
 
-def _split_values(spec: Spec, path: str) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """The target of every row (a stratified split needs it) and the split column, read alone."""
+def _split_values(
+    spec: Spec, path: str, present: list[str]
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """The target of every row (a stratified split needs it) and the split column, read alone
+    from the Parquet rows at `path`, whose columns are `present`."""
     target, key = spec.target, split_column(spec)
     assert target is not None  # supervised
-    present = pl.scan_parquet(path).collect_schema().names()
     if target not in present:
         raise no_target_column(target)
     if key is not None and key not in present:
