@@ -39,7 +39,7 @@ from mallard.tasks.promote import Decision, promotion_rows
 from mallard.tasks.register import Lineage, Registered
 from mallard.tasks.split import Split
 from mallard.tasks.tune import SearchPlan, Tuned
-from mallard.tasks.uncertainty import REUSE_TUNING_CV_ROWS, selection_plan
+from mallard.tasks.uncertainty import selection_refits
 from mallard.warehouse import RunBundle
 
 user_error_logs.install()
@@ -188,8 +188,8 @@ def _choose(run: RecordedRun, context: RunContext, plan: SearchPlan, tuned: list
             "(it needs probabilities or decision scores): choose another metric or family"
         )
     scorer = scorers(plan.target, scorable[0].model)[plan.primary]
-    if len(labelled) <= REUSE_TUNING_CV_ROWS:  # refits every candidate: say so before the wait
-        again = selection_plan(plan, len(labelled))
+    again = selection_refits(plan, len(labelled))
+    if again is not None:  # refits every candidate: say so before the wait
         repeats = f" x {again.repeats} repeats" if again.repeats > 1 else ""
         get_run_logger().info(
             "select: scoring %d candidates' best parameters again by %d-fold%s CV on %s "

@@ -212,6 +212,14 @@ def selection_plan(plan: SearchPlan, n_rows: int) -> SearchPlan:
     return plan
 
 
+def selection_refits(
+    plan: SearchPlan, n_rows: int, reuse_above: int = REUSE_TUNING_CV_ROWS
+) -> SearchPlan | None:
+    """The CV selection refits every candidate on over `n_rows` train + validation rows, or None
+    above `reuse_above`, where the tuning CV's means are used as they are."""
+    return None if n_rows > reuse_above else selection_plan(plan, n_rows)
+
+
 def select_champion(
     tuned: Sequence[Tuned],
     features: Features,
@@ -232,7 +240,8 @@ def select_champion(
     eligible = [t for t in tuned if t.family not in exclude_families] or list(tuned)
     if not eligible:
         raise ValueError("select_champion needs at least one tuned candidate")
-    if len(rows) > reuse_above:
+    chosen_plan = selection_refits(plan, len(rows), reuse_above)
+    if chosen_plan is None:
         folds = pl.concat(
             [
                 t.cv_results.filter(
@@ -251,10 +260,10 @@ def select_champion(
             f"{reuse_above:,}: stable enough)"
         )
     else:
-        chosen_plan = selection_plan(plan, len(rows))
+        refits = chosen_plan  # not None here; the closure below does not see the narrowing
 
         def scores(t: Tuned) -> pl.DataFrame:
-            return _fold_scores(t, features, rows, chosen_plan, scorer, metric)
+            return _fold_scores(t, features, rows, refits, scorer, metric)
 
         if len(rows) > SMALL_FITS_ROWS:  # each CV spreads its folds over worker processes
             folds = pl.concat([scores(t) for t in tuned])
