@@ -39,7 +39,7 @@ from mallard.tasks.promote import Decision, promotion_rows
 from mallard.tasks.register import Lineage, Registered
 from mallard.tasks.split import Split
 from mallard.tasks.tune import SearchPlan, Tuned
-from mallard.tasks.uncertainty import selection_refits
+from mallard.tasks.uncertainty import refitted_cv, selection_refits
 from mallard.warehouse import RunBundle
 
 user_error_logs.install()
@@ -190,14 +190,10 @@ def _choose(run: RecordedRun, context: RunContext, plan: SearchPlan, tuned: list
     scorer = scorers(plan.target, scorable[0].model)[plan.primary]
     again = selection_refits(plan, len(labelled))
     if again is not None:  # refits every candidate: say so before the wait
-        repeats = f" x {again.repeats} repeats" if again.repeats > 1 else ""
         get_run_logger().info(
-            "select: scoring %d candidates' best parameters again by %d-fold%s CV on %s "
-            "train + validation rows",
+            "select: scoring %d candidates' best parameters again by %s",
             len(scorable),
-            again.folds,
-            repeats,
-            f"{len(labelled):,}",
+            refitted_cv(again, len(labelled)),
         )
     selection = steps.select_champion(scorable, context.features, labelled, plan, scorer)
     run.learned(selection_rule=selection.rule)

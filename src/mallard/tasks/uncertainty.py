@@ -220,6 +220,13 @@ def selection_refits(
     return None if n_rows > reuse_above else selection_plan(plan, n_rows)
 
 
+def refitted_cv(refits: SearchPlan, n_rows: int) -> str:
+    """The selection CV in words, e.g. "5-fold x 3 repeats CV on 1,683 train + validation
+    rows"."""
+    repeats = f" x {refits.repeats} repeats" if refits.repeats > 1 else ""
+    return f"{refits.folds}-fold{repeats} CV on {n_rows:,} train + validation rows"
+
+
 def select_champion(
     tuned: Sequence[Tuned],
     features: Features,
@@ -270,10 +277,9 @@ def select_champion(
         else:  # small fits: worker processes cost more than the fits; candidates on threads
             with threadpool_limits(limits=1), ThreadPoolExecutor(CORES) as pool:
                 folds = pl.concat(list(pool.map(scores, tuned)))
-        repeats = f" x {chosen_plan.repeats} repeats" if chosen_plan.repeats > 1 else ""
         how = (
-            f"{chosen_plan.folds}-fold{repeats} CV on {len(rows):,} train + validation rows, "
-            "each candidate's best parameters, the same folds for every candidate"
+            f"{refitted_cv(chosen_plan, len(rows))}, each candidate's best parameters, the same "
+            "folds for every candidate"
         )
     best_first = not greater_is_better(metric)
     summary = (
